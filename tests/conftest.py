@@ -1,0 +1,28 @@
+"""Shared fixtures: config composition and paths."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "configs"
+SHARED = ROOT.parent / "shared"
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture
+def compose_cfg() -> Callable[..., DictConfig]:
+    """compose_cfg(overrides=[...], name="train") -> the composed config, as tools/train.py sees it."""
+
+    def _compose(overrides: list[str] | None = None, name: str = "train") -> DictConfig:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose(config_name=name, overrides=overrides or [])
+
+    return _compose
