@@ -1,0 +1,5 @@
+"""Heads; importing a module registers it in ``HEADS``."""
+
+from facedet.models.heads.yolo_head import YOLOHead
+
+__all__ = ["YOLOHead"]

@@ -1,0 +1,115 @@
+"""Building blocks shared by backbones, necks and heads.
+
+All convolutions are ``ConvBNAct``: Conv2d (no bias, "same" padding) + BatchNorm2d + activation,
+with the BN settings YOLOv4/v5 train with (eps=1e-3, momentum=0.03). Activations are looked up in
+a small table by name, so a config says ``act: mish`` and a typo fails with a suggestion.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from facedet.registry import ConfigError, closest
+
+# Factories, not instances: every layer needs its own module. Inplace is safe here because each
+# activation directly follows a BatchNorm whose output nobody else reads.
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "mish": partial(nn.Mish, inplace=True),
+    "leaky": partial(nn.LeakyReLU, 0.1, inplace=True),  # Darknet's leaky slope
+    "silu": partial(nn.SiLU, inplace=True),
+    "relu": partial(nn.ReLU, inplace=True),
+    "hardswish": partial(nn.Hardswish, inplace=True),
+    "identity": nn.Identity,
+}
+
+
+def make_act(name: str) -> nn.Module:
+    """A fresh activation module for ``name`` (a key of ``ACTIVATIONS``); ConfigError otherwise."""
+    factory = ACTIVATIONS.get(name)
+    if factory is None:
+        known = sorted(ACTIVATIONS)
+        guess = closest(str(name), known)
+        hint = f" Did you mean '{guess}'?" if guess else ""
+        raise ConfigError(f"Unknown activation '{name}'. Known activations: {', '.join(known)}.{hint}")
+    return factory()
+
+
+def make_divisible(x: float, divisor: int = 8) -> int:
+    """Round a (width-scaled) channel count up to a multiple of ``divisor``, at least ``divisor``."""
+    return max(divisor, int(math.ceil(x / divisor) * divisor))
+
+
+class ConvBNAct(nn.Module):
+    """Conv2d(k, s, padding k//2, no bias) -> BatchNorm2d -> activation. ``(B, c_in, H, W) -> (B, c_out,
+    H/s, W/s)``."""
+
+    def __init__(self, c_in: int, c_out: int, k: int = 1, s: int = 1, act: str = "mish") -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, k, s, padding=k // 2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.03)
+        self.act = make_act(act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class DarknetBottleneck(nn.Module):
+    """Darknet residual block: 1x1 (c -> hidden), 3x3 (hidden -> c), plus the input. Shape-preserving."""
+
+    def __init__(self, c: int, hidden: int, act: str = "mish") -> None:
+        super().__init__()
+        self.cv1 = ConvBNAct(c, hidden, 1, act=act)
+        self.cv2 = ConvBNAct(hidden, c, 3, act=act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.cv2(self.cv1(x))
+
+
+class CSPStage(nn.Module):
+    """One CSPDarknet53 stage: ``(B, c_in, H, W) -> (B, c_out, H/2, W/2)``.
+
+    A 3x3 stride-2 conv downsamples; two 1x1 convs split the result into a shortcut path and a
+    main path; the main path runs ``n`` bottlenecks and a 1x1 transition; the two are concatenated
+    and fused by a 1x1 conv. In YOLOv4's first stage (``first=True``) each path keeps all
+    ``c_out`` channels and the bottleneck narrows to ``c_out // 2``; later stages halve the
+    channels on each path and their bottlenecks keep that width.
+    """
+
+    def __init__(self, c_in: int, c_out: int, n: int, act: str = "mish", first: bool = False) -> None:
+        super().__init__()
+        c_path = c_out if first else max(1, c_out // 2)
+        hidden = max(1, c_out // 2)  # = c_path in later stages, half of it in the first
+        self.down = ConvBNAct(c_in, c_out, 3, 2, act=act)
+        self.split_short = ConvBNAct(c_out, c_path, 1, act=act)
+        self.split_main = ConvBNAct(c_out, c_path, 1, act=act)
+        self.blocks = nn.Sequential(*(DarknetBottleneck(c_path, hidden, act=act) for _ in range(n)))
+        self.transition = ConvBNAct(c_path, c_path, 1, act=act)
+        self.fuse = ConvBNAct(2 * c_path, c_out, 1, act=act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.down(x)
+        main = self.transition(self.blocks(self.split_main(x)))
+        # Darknet's route order: main path first, then the shortcut.
+        return self.fuse(torch.cat((main, self.split_short(x)), 1))
+
+
+class SPP(nn.Module):
+    """Spatial pyramid pooling (YOLOv4): the input concatenated with stride-1 max-pools of sizes 5, 9,
+    13. ``(B, C, H, W) -> (B, C * (1 + len(kernels)), H, W)``."""
+
+    def __init__(self, kernels: tuple[int, ...] = (5, 9, 13)) -> None:
+        super().__init__()
+        self.pools = nn.ModuleList(nn.MaxPool2d(k, 1, padding=k // 2) for k in kernels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([x] + [p(x) for p in self.pools], 1)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters (trainable or not) of ``module``."""
+    return sum(p.numel() for p in module.parameters())

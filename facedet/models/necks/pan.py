@@ -1,0 +1,81 @@
+"""YOLOv4's neck: SPP on the deepest map, then a PANet top-down and bottom-up path."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from facedet.models.layers import SPP, ConvBNAct, make_divisible
+from facedet.registry import NECKS, ConfigError
+
+
+def conv_set(c_in: int, c: int, n: int, act: str) -> nn.Sequential:
+    """Darknet's alternating conv set: 1x1 (-> c), 3x3 (-> 2c), 1x1 (-> c), ... ``n`` convs, n odd."""
+    layers = []
+    for i in range(n):
+        k = 1 if i % 2 == 0 else 3
+        c_out = c if k == 1 else 2 * c
+        layers.append(ConvBNAct(c_in, c_out, k, act=act))
+        c_in = c_out
+    return nn.Sequential(*layers)
+
+
+@NECKS.register("pan")
+class PAN(nn.Module):
+    """SPP + PANet neck of YOLOv4.
+
+    Input: three backbone maps at strides 8, 16, 32 with ``in_channels`` channels (supplied by the
+    framework). Output: three maps at the same strides with ``out_channels`` channels, half the
+    input channels per level times ``width`` (``[128, 256, 512]`` for YOLOv4's ``[256, 512, 1024]``).
+    """
+
+    def __init__(
+        self, *, in_channels: list[int], spp: bool = True, act: str = "leaky", width: float = 1.0
+    ) -> None:
+        super().__init__()
+        if len(in_channels) != 3:
+            raise ConfigError(
+                f"pan expects 3 input levels (strides 8, 16, 32), got in_channels={in_channels}"
+            )
+        if width <= 0:
+            raise ConfigError(f"pan width must be positive, got {width}")
+        c3_in, c4_in, c5_in = in_channels
+        c3, c4, c5 = (make_divisible(c / 2 * width) for c in in_channels)
+        self.out_channels: list[int] = [c3, c4, c5]
+
+        # Deepest level: 1x1/3x3/1x1, SPP (4x channels), 1x1/3x3/1x1.
+        self.c5_pre = conv_set(c5_in, c5, 3, act)
+        self.spp = SPP() if spp else nn.Identity()
+        self.c5_post = conv_set(4 * c5 if spp else c5, c5, 3, act)
+
+        # Top-down: reduce the coarser map, upsample, concat with a 1x1 lateral, 5-conv set.
+        self.reduce5 = ConvBNAct(c5, c4, 1, act=act)
+        self.lateral4 = ConvBNAct(c4_in, c4, 1, act=act)
+        self.td4 = conv_set(2 * c4, c4, 5, act)
+        self.reduce4 = ConvBNAct(c4, c3, 1, act=act)
+        self.lateral3 = ConvBNAct(c3_in, c3, 1, act=act)
+        self.td3 = conv_set(2 * c3, c3, 5, act)
+
+        # Bottom-up: 3x3 stride-2 downsample, concat with the top-down map, 5-conv set.
+        self.down3 = ConvBNAct(c3, c4, 3, 2, act=act)
+        self.bu4 = conv_set(2 * c4, c4, 5, act)
+        self.down4 = ConvBNAct(c4, c5, 3, 2, act=act)
+        self.bu5 = conv_set(2 * c5, c5, 5, act)
+
+    @staticmethod
+    def _up(x: Tensor, like: Tensor) -> Tensor:
+        # Upsample to the lateral's exact size (x2 for inputs that are multiples of 32).
+        return F.interpolate(x, size=like.shape[-2:], mode="nearest")
+
+    def forward(self, feats: list[Tensor]) -> list[Tensor]:
+        """``[C3, C4, C5]`` (strides 8, 16, 32) -> ``[N3, N4, N5]`` with ``out_channels`` channels."""
+        x3, x4, x5 = feats
+        p5 = self.c5_post(self.spp(self.c5_pre(x5)))
+        l4 = self.lateral4(x4)
+        p4 = self.td4(torch.cat((l4, self._up(self.reduce5(p5), l4)), 1))
+        l3 = self.lateral3(x3)
+        n3 = self.td3(torch.cat((l3, self._up(self.reduce4(p4), l3)), 1))
+        n4 = self.bu4(torch.cat((self.down3(n3), p4), 1))
+        n5 = self.bu5(torch.cat((self.down4(n4), p5), 1))
+        return [n3, n4, n5]
