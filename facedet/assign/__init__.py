@@ -1,0 +1,5 @@
+"""Target assignment: which anchors and cells predict which ground-truth face."""
+
+from facedet.assign.yolo_assigner import LevelAssignment, YOLOv4Assigner, wh_iou
+
+__all__ = ["LevelAssignment", "YOLOv4Assigner", "wh_iou"]

@@ -1,0 +1,119 @@
+"""Non-maximum suppression for single-class (face) detections: DIoU-NMS (YOLOv4) and plain NMS.
+
+Both share one pipeline per image: drop scores at or below ``score_thresh``, keep the
+``pre_nms_topk`` best, suppress, keep the ``max_det`` best. Outputs are sorted by descending score.
+
+DIoU-NMS (Zheng et al., 2020) suppresses box j when a kept, higher-scoring box i has
+``DIoU(i, j) = IoU - rho^2 / c^2 > iou_thresh`` (rho: centre distance, c: enclosing box diagonal), so
+two overlapping faces with distinct centres, common in crowds, survive more often than under NMS.
+torchvision has no DIoU-NMS, so it is written here, vectorised (no per-box python loop).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchvision.ops import distance_box_iou, nms
+
+from facedet.registry import POSTPROCESSORS
+
+
+def greedy_suppression(suppress: Tensor) -> Tensor:
+    """Greedy NMS keep mask from a score-sorted ``(N, N)`` bool matrix ``suppress[i, j]``: i would suppress j.
+
+    Greedy NMS keeps box i iff no *kept* higher-scoring box j < i suppresses it:
+    ``keep[i] = not any(keep[j] and S[j, i] for j < i)``. We iterate this map as a masked
+    matrix-vector product instead of looping over boxes. Why it terminates with the greedy answer:
+    entry i depends only on entries before it, so after k iterations entries 0..k-1 are final (induction
+    on i), giving at most N iterations (in practice the length of the longest suppression chain, a
+    handful). And the recurrence determines entries in order, so it has exactly one fixed point, the
+    greedy solution: once an iteration leaves the vector unchanged we have that fixed point.
+    """
+    n = suppress.shape[0]
+    lower = torch.ones(n, n, dtype=torch.bool, device=suppress.device).triu(1)  # j < i as [j, i]
+    s = (suppress & lower).to(torch.float32)
+    keep = torch.ones(n, dtype=torch.float32, device=suppress.device)
+    for _ in range(n + 1):
+        new = ((keep @ s) == 0).to(torch.float32)  # new[i] = no kept j < i suppresses i
+        if torch.equal(new, keep):
+            break
+        keep = new
+    return keep.bool()
+
+
+def diou_nms(boxes: Tensor, scores: Tensor, iou_thresh: float) -> Tensor:
+    """DIoU-NMS of ``(N, 4)`` xyxy boxes; returns kept indices ``(K,)`` int64 in descending score order."""
+    order = torch.argsort(scores, descending=True, stable=True)
+    if order.numel() == 0:
+        return order
+    d = distance_box_iou(boxes[order], boxes[order])  # one (N, N) matrix, at least float32
+    return order[greedy_suppression(d > iou_thresh)]
+
+
+class _NMSBase:
+    """Shared pipeline: score threshold -> pre-NMS top-k -> suppression -> max_det."""
+
+    def __init__(
+        self,
+        *,
+        score_thresh: float = 0.001,
+        iou_thresh: float = 0.6,
+        max_det: int = 300,
+        pre_nms_topk: int = 3000,
+    ) -> None:
+        if max_det < 1 or pre_nms_topk < 1:
+            raise ValueError(f"max_det and pre_nms_topk must be positive, got {max_det} and {pre_nms_topk}")
+        self.score_thresh = float(score_thresh)
+        self.iou_thresh = float(iou_thresh)
+        self.max_det = int(max_det)
+        self.pre_nms_topk = int(pre_nms_topk)
+
+    def _suppress(self, boxes: Tensor, scores: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(score_thresh={self.score_thresh}, iou_thresh={self.iou_thresh}, "
+            f"max_det={self.max_det}, pre_nms_topk={self.pre_nms_topk})"
+        )
+
+    def single(self, boxes: Tensor, scores: Tensor) -> dict[str, Tensor]:
+        """One image: ``(N, 4)`` xyxy, ``(N,)`` scores -> {boxes (K, 4), scores (K,), labels (K,) int64}."""
+        dtype = torch.promote_types(boxes.dtype, torch.float32)  # fp16 would lose the centre-distance term
+        boxes, scores = boxes.to(dtype), scores.to(dtype)
+        keep = scores > self.score_thresh
+        boxes, scores = boxes[keep], scores[keep]
+        if scores.numel() > self.pre_nms_topk:
+            scores, idx = scores.topk(self.pre_nms_topk)
+            boxes = boxes[idx]
+        idx = self._suppress(boxes, scores)[: self.max_det]
+        return {
+            "boxes": boxes[idx],
+            "scores": scores[idx],
+            "labels": torch.zeros(idx.numel(), dtype=torch.int64, device=boxes.device),
+        }
+
+    @torch.no_grad()
+    def __call__(self, boxes: Tensor, scores: Tensor) -> list[dict[str, Tensor]]:
+        """Boxes ``(B, N, 4)`` xyxy and scores ``(B, N)`` -> B dicts sorted by descending score."""
+        if boxes.dim() != 3 or scores.shape != boxes.shape[:2]:
+            raise ValueError(
+                f"expected boxes (B, N, 4) and scores (B, N), got {tuple(boxes.shape)}, {tuple(scores.shape)}"
+            )
+        return [self.single(b, s) for b, s in zip(boxes, scores, strict=True)]
+
+
+@POSTPROCESSORS.register("diou_nms")
+class DIoUNMS(_NMSBase):
+    """YOLOv4's DIoU-NMS. ``score_thresh``, ``iou_thresh`` (on DIoU), ``max_det``, ``pre_nms_topk``."""
+
+    def _suppress(self, boxes: Tensor, scores: Tensor) -> Tensor:
+        return diou_nms(boxes, scores, self.iou_thresh)
+
+
+@POSTPROCESSORS.register("nms")
+class NMS(_NMSBase):
+    """Plain IoU NMS (``torchvision.ops.nms``); same arguments as ``DIoUNMS``, ``iou_thresh`` on IoU."""
+
+    def _suppress(self, boxes: Tensor, scores: Tensor) -> Tensor:
+        return nms(boxes, scores, self.iou_thresh)
