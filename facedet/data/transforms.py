@@ -1,0 +1,199 @@
+"""Transforms on Sample dicts (see ``facedet.structures``), registered in ``TRANSFORMS``.
+
+``build_transforms`` always starts with a ``Letterbox`` to the training size and ends with
+``ToTensor``; the configured augmentations run in between, on the letterboxed image. Bbox-aware
+augmentations go through albumentations with the row index as a label field, so ``labels``,
+``ignore`` and ``landmarks`` stay aligned with ``boxes`` and a lost box is an error, not a silent drop.
+
+Randomness: albumentations keeps its own generator (global seeds do not reach it), so every random
+transform has ``set_seed``; the data loader calls it per worker (see ``loader.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+
+from facedet.registry import TRANSFORMS, ConfigError, build
+
+# 5-point landmark order (left eye, right eye, nose, left mouth corner, right mouth corner):
+# a horizontal flip swaps left and right.
+FLIP_ORDER = np.array([1, 0, 2, 4, 3])
+
+
+def letterbox_shape(h: int, w: int, size: int) -> tuple[float, int, int, int, int]:
+    """(ratio, resized h, resized w, pad left, pad top) for fitting an HxW image into size x size."""
+    r = size / max(h, w)
+    nh, nw = max(1, int(round(h * r))), max(1, int(round(w * r)))
+    return r, nh, nw, (size - nw) // 2, (size - nh) // 2
+
+
+@TRANSFORMS.register("letterbox")
+class Letterbox:
+    """Resize keeping the aspect ratio so the long side is ``size`` (INTER_AREA when shrinking: it
+    averages, which helps dark and noisy images; INTER_LINEAR when enlarging), pad centred to
+    size x size with ``pad_value``, move boxes and landmarks, and set ``meta``.
+
+    Written with cv2 rather than albumentations because the inverse mapping
+    (``facedet.structures.boxes_to_original``) needs the exact ratio and padding used here.
+    """
+
+    def __init__(self, *, size: int, pad_value: int = 128) -> None:
+        if size <= 0:
+            raise ValueError(f"letterbox size must be positive, got {size}")
+        self.size, self.pad_value = int(size), int(pad_value)
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        img = sample["image"]
+        h, w = img.shape[:2]
+        r, nh, nw, left, top = letterbox_shape(h, w, self.size)
+        if (nh, nw) != (h, w):
+            img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR)
+        pad = (self.pad_value,) * 3
+        img = cv2.copyMakeBorder(
+            img, top, self.size - nh - top, left, self.size - nw - left, cv2.BORDER_CONSTANT, value=pad
+        )
+        shift = np.array([left, top], np.float32)
+        out = dict(sample)
+        out["image"] = img
+        out["boxes"] = (sample["boxes"] * np.float32(r) + np.tile(shift, 2)).astype(np.float32)
+        out["landmarks"] = (sample["landmarks"] * np.float32(r) + shift).astype(np.float32)
+        # orig_size of the image actually resized: that is what the ratio and padding map back to
+        out["meta"] = {
+            "image_id": sample["image_id"],
+            "orig_size": (int(h), int(w)),
+            "ratio": float(r),
+            "pad": (float(left), float(top)),
+        }
+        return out
+
+
+class _Albumentations:
+    """Runs albumentations transforms on a Sample, carrying the box row index as the label field."""
+
+    def __init__(self, transforms: list[Any], *, geometric: bool) -> None:
+        self.geometric = geometric  # image-only transforms leave boxes untouched
+        bbox = A.BboxParams(format="pascal_voc", label_fields=["idx"], clip=True) if geometric else None
+        self.pipeline = A.Compose(transforms, bbox_params=bbox, save_applied_params=geometric)
+
+    def set_seed(self, seed: int) -> None:
+        self.pipeline.set_random_seed(int(seed))
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        return self._run(sample)[0]
+
+    def _run(self, sample: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """(transformed sample, names of the albumentations transforms that were applied)."""
+        out = dict(sample)
+        if not self.geometric:
+            out["image"] = self.pipeline(image=sample["image"])["image"]
+            return out, []
+        n = len(sample["boxes"])
+        res = self.pipeline(image=sample["image"], bboxes=sample["boxes"], idx=np.arange(n))
+        idx = np.asarray(res["idx"], np.int64).reshape(-1)
+        if len(idx) != n:  # a flip or colour change must keep every face
+            raise RuntimeError(
+                f"{type(self).__name__} lost {n - len(idx)} of {n} boxes on {sample['image_id']}"
+            )
+        out["image"] = res["image"]
+        out["boxes"] = np.asarray(res["bboxes"], np.float32).reshape(-1, 4)
+        for key in ("labels", "ignore", "landmarks"):
+            out[key] = sample[key][idx]
+        return out, [name for name, _ in res.get("applied_transforms", [])]
+
+
+@TRANSFORMS.register("hflip")
+class HFlip(_Albumentations):
+    """Mirror left-right with probability ``p``; landmarks are mirrored and their left/right
+    points swapped. ``meta`` is left as is: un-flip predictions (x -> S - x) before mapping back."""
+
+    def __init__(self, *, p: float = 0.5) -> None:
+        super().__init__([A.HorizontalFlip(p=p)], geometric=True)
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        out, applied = self._run(sample)
+        if "HorizontalFlip" in applied:
+            lm = out["landmarks"][:, FLIP_ORDER].copy()
+            lm[..., 0] = out["image"].shape[1] - lm[..., 0]  # same continuous convention as boxes
+            out["landmarks"] = lm
+        return out
+
+
+@TRANSFORMS.register("hsv")
+class HSV(_Albumentations):
+    """YOLO-style colour jitter. ``hue``: shift as a fraction of the hue circle; ``saturation`` and
+    ``value``: gains drawn from [1 - s, 1 + s] (as YOLOv5's augment_hsv). Mapped to
+    albumentations' ColorJitter (multiplicative saturation/brightness, hue shift in [-0.5, 0.5]),
+    whose gains match YOLO's better than HueSaturationValue's additive shifts."""
+
+    def __init__(
+        self, *, hue: float = 0.015, saturation: float = 0.7, value: float = 0.4, p: float = 1.0
+    ) -> None:
+        if not 0 <= hue <= 0.5 or saturation < 0 or value < 0:
+            raise ValueError(
+                f"hsv needs 0 <= hue <= 0.5 and non-negative gains, got {hue}, {saturation}, {value}"
+            )
+        jitter = A.ColorJitter(brightness=value, contrast=0.0, saturation=saturation, hue=hue, p=p)
+        super().__init__([jitter], geometric=False)
+
+
+@TRANSFORMS.register("to_tensor")
+class ToTensor:
+    """Sample -> ``{"image": float32 3xSxS in [0, 1], "target": {boxes, labels, ignore, landmarks},
+    "meta"}`` (the last step of every pipeline)."""
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        img = torch.from_numpy(np.ascontiguousarray(sample["image"])).permute(2, 0, 1).float().div_(255.0)
+        target = {
+            "boxes": torch.from_numpy(np.asarray(sample["boxes"], np.float32).reshape(-1, 4)),
+            "labels": torch.from_numpy(np.asarray(sample["labels"], np.int64).reshape(-1)),
+            "ignore": torch.from_numpy(np.asarray(sample["ignore"], bool).reshape(-1)),
+            "landmarks": torch.from_numpy(np.asarray(sample["landmarks"], np.float32).reshape(-1, 5, 2)),
+        }
+        return {"image": img, "target": target, "meta": sample.get("meta")}
+
+
+class Compose:
+    """Apply transforms in order; ``set_seed`` gives each random step its own derived seed."""
+
+    def __init__(self, transforms: Sequence[Callable[[dict[str, Any]], dict[str, Any]]]) -> None:
+        self.transforms = list(transforms)
+
+    def set_seed(self, seed: int) -> None:
+        for i, t in enumerate(self.transforms):
+            if hasattr(t, "set_seed"):
+                t.set_seed((int(seed) * 1000003 + i) % 2**32)
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        for t in self.transforms:
+            sample = t(sample)
+        return sample
+
+    def __repr__(self) -> str:
+        return f"Compose({', '.join(type(t).__name__ for t in self.transforms)})"
+
+
+def build_transforms(
+    specs: Sequence[Any] | Mapping[str, Any] | None, img_size: int, *, pad_value: int = 128
+) -> Compose:
+    """Letterbox(img_size) -> each spec built from ``TRANSFORMS`` -> ToTensor.
+
+    ``specs`` is a list of ``{type: name, ...}`` nodes, or a mapping of them (entries set to null
+    are skipped, so a config can switch one off with ``aug.train.hflip=null``).
+    """
+    if isinstance(specs, Mapping):
+        items = [(f"aug.{k}", v) for k, v in specs.items() if v is not None]
+    else:
+        items = [(f"aug[{i}]", v) for i, v in enumerate(specs or [])]
+    steps: list[Any] = [Letterbox(size=img_size, pad_value=pad_value)]
+    for where, spec in items:
+        if isinstance(spec, Mapping) and spec.get("type") in ("letterbox", "to_tensor"):
+            raise ConfigError(f"'{where}': {spec['type']} is added automatically; remove it from the list.")
+        steps.append(build(spec, TRANSFORMS, where=where))
+    steps.append(ToTensor())
+    return Compose(steps)

@@ -1,0 +1,101 @@
+"""The synthetic face set: deterministic, valid boxes over a wide size range, cached atomically."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from facedet.data import ensure_synthetic, generate_synthetic, read_coco_json, read_wider_txt
+from facedet.data import synthetic as syn
+
+
+def test_generation_is_deterministic(tmp_path):
+    generate_synthetic(tmp_path / "a", num_train=3, num_val=2, seed=7)
+    generate_synthetic(tmp_path / "b", num_train=3, num_val=2, seed=7)
+    for split in ("train", "val"):
+        a, b = tmp_path / "a" / split, tmp_path / "b" / split
+        assert (a / "labels.txt").read_text() == (b / "labels.txt").read_text()
+        assert (a / "coco.json").read_text() == (b / "coco.json").read_text()
+        names = sorted(p.name for p in (a / "images").iterdir())
+        assert len(names) == (3 if split == "train" else 2)
+        for name in names:
+            assert (a / "images" / name).read_bytes() == (b / "images" / name).read_bytes()
+    generate_synthetic(tmp_path / "c", num_train=3, num_val=2, seed=8)
+    assert (tmp_path / "c/train/labels.txt").read_text() != (tmp_path / "a/train/labels.txt").read_text()
+
+
+def test_each_image_depends_only_on_its_own_seed():
+    img1, boxes1 = syn.render_synthetic_image(3, "train", 5)
+    syn.render_synthetic_image(3, "train", 4)  # rendering another image in between changes nothing
+    img2, boxes2 = syn.render_synthetic_image(3, "train", 5)
+    assert np.array_equal(img1, img2) and np.array_equal(boxes1, boxes2)
+    img3, _ = syn.render_synthetic_image(3, "val", 5)
+    assert img3.shape != img1.shape or not np.array_equal(img3, img1)
+
+
+def test_boxes_inside_images_and_sizes_span_small_to_large():
+    widths, counts = [], []
+    for i in range(40):
+        img, boxes = syn.render_synthetic_image(0, "train", i)
+        h, w = img.shape[:2]
+        assert img.dtype == np.uint8 and img.shape[2] == 3
+        assert 256 <= h <= 416 and 256 <= w <= 416
+        assert boxes.dtype == np.float32 and boxes.shape[1] == 4
+        assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 2] <= w) and np.all(boxes[:, 3] <= h)
+        assert np.all(boxes[:, 2:] > boxes[:, :2])
+        widths += (boxes[:, 2] - boxes[:, 0]).tolist()
+        counts.append(len(boxes))
+    assert min(widths) < 12 and max(widths) > 120, (min(widths), max(widths))
+    assert min(counts) >= 1 and max(counts) <= 8 and len(set(counts)) > 3
+
+
+def test_wider_and_coco_labels_agree(tmp_path):
+    generate_synthetic(tmp_path, num_train=2, num_val=1, seed=1)
+    d = tmp_path / "train"
+    wider, ws = read_wider_txt(d / "labels.txt", d / "images")
+    coco, cs = read_coco_json(d / "coco.json", d / "images")
+    assert ws.images == cs.images == 2 and ws.faces == cs.faces > 0 and not ws.dropped and not ws.clipped
+    for a, b in zip(wider, coco, strict=True):
+        assert a.image_id == b.image_id and a.orig_size == b.orig_size
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["params"] == {"num_train": 2, "num_val": 1, "seed": 1}
+    assert manifest["version"] == syn.VERSION and manifest["counts"]["train"]["faces"] == ws.faces
+
+
+def test_ensure_reuses_a_matching_set_and_regenerates_on_change(tmp_path):
+    root = tmp_path / "syn"
+    assert ensure_synthetic(root, num_train=2, num_val=1) == root
+    marker = root / "train" / "marker"
+    marker.write_text("still here")
+    ensure_synthetic(root, num_train=2, num_val=1)
+    assert marker.exists()  # not regenerated
+    ensure_synthetic(root, num_train=2, num_val=2)
+    assert not marker.exists()  # regenerated
+    assert len(list((root / "val" / "images").iterdir())) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]  # no temporary or old directories left
+
+
+def test_a_crash_leaves_no_half_written_set(tmp_path, monkeypatch):
+    calls = []
+
+    def boom(seed, split, index):
+        calls.append(index)
+        if len(calls) > 1:
+            raise RuntimeError("crash while rendering")
+        return np.zeros((256, 256, 3), np.uint8), np.zeros((0, 4), np.float32)
+
+    monkeypatch.setattr(syn, "render_synthetic_image", boom)
+    with pytest.raises(RuntimeError, match="crash"):
+        ensure_synthetic(tmp_path / "syn", num_train=3, num_val=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ensure_refuses_to_replace_other_data(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "photo.jpg").write_bytes(b"not a synthetic set")
+    with pytest.raises(ValueError, match="not a synthetic data set"):
+        ensure_synthetic(tmp_path / "mine", num_train=1, num_val=1)
+    assert (tmp_path / "mine" / "photo.jpg").exists()
