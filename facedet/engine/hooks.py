@@ -1,0 +1,156 @@
+"""Optional parts of training as hooks: EMA, periodic evaluation, checkpoints, logging."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from facedet.engine.checkpoint import save_checkpoint
+from facedet.engine.ema import ModelEMA
+from facedet.engine.evaluate import evaluate
+from facedet.engine.trainer import HookBase
+
+log = logging.getLogger(__name__)
+
+
+class EMAHook(HookBase):
+    """Keeps an exponential moving average of the weights; evaluation and `best` use it."""
+
+    def __init__(self, ema: ModelEMA) -> None:
+        self.ema = ema
+
+    def before_train(self) -> None:
+        self.trainer.eval_model = self.ema.module
+
+    def after_step(self) -> None:
+        self.ema.update(self.trainer.model)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.ema.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ema.load_state_dict(state)
+
+
+class EvalHook(HookBase):
+    """Evaluates the eval model (EMA when present) every ``interval`` epochs and after the last;
+    marks the epoch as best when ``metric`` improves and keeps its COCO results json."""
+
+    def __init__(self, loader: DataLoader, *, interval: int, metric: str, run_dir: Path,
+                 settings: dict[str, Any], progress: bool = True) -> None:
+        self.loader = loader
+        self.interval = max(1, interval)
+        self.metric = metric
+        self.run_dir = Path(run_dir)
+        self.settings = settings
+        self.progress = progress
+        self.history: list[dict[str, Any]] = []
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        t.is_best = False
+        done = t.epoch + 1
+        if done % self.interval and done != t.max_epochs:
+            return
+        model = getattr(t, "eval_model", t.model)
+        start = time.perf_counter()
+        metrics = evaluate(model, self.loader, device=t.device, amp=t.amp, settings=self.settings,
+                           results_path=self.run_dir / "predictions.tmp.json", progress=self.progress)
+        if self.metric not in metrics:
+            raise KeyError(f"train.best_metric '{self.metric}' is not an evaluation metric: {sorted(metrics)}")
+        metrics.update(epoch=done, step=t.step, eval_seconds=round(time.perf_counter() - start, 2))
+        t.metrics = metrics
+        self.history.append({k: v for k, v in metrics.items() if k != "settings"})
+        if metrics[self.metric] > t.best_metric:
+            t.best_metric = float(metrics[self.metric])
+            t.is_best = True
+            t.best_metrics = metrics
+            (self.run_dir / "predictions.tmp.json").replace(self.run_dir / "predictions.json")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = list(state.get("history", []))
+
+
+class CheckpointHook(HookBase):
+    """Writes ``last.pt`` after every epoch and ``best.pt`` when the evaluation improved, atomically.
+    Each holds the full training state plus the resolved config, so it can be evaluated or
+    resumed on its own."""
+
+    def __init__(self, ckpt_dir: Path, *, config: dict[str, Any]) -> None:
+        self.dir = Path(ckpt_dir)
+        self.config = config
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        state = t.state_dict() | {"config": self.config, "metrics": t.metrics}
+        save_checkpoint(state, self.dir / "last.pt")
+        if t.is_best:
+            save_checkpoint(state, self.dir / "best.pt")
+
+
+class LoggingHook(HookBase):
+    """A tqdm bar per epoch, TensorBoard scalars (losses, lr, images/s, metrics) and a log line
+    per epoch."""
+
+    def __init__(self, tb_dir: Path | None, *, log_interval: int = 10, progress: bool = True) -> None:
+        self.tb_dir = tb_dir
+        self.log_interval = max(1, log_interval)
+        self.progress = progress
+        self.writer = None
+
+    def before_train(self) -> None:
+        if self.tb_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.tb_dir))
+
+    def before_epoch(self) -> None:
+        t = self.trainer
+        self.bar = tqdm(total=t.steps_per_epoch, desc=f"epoch {t.epoch + 1}/{t.max_epochs}",
+                        disable=not self.progress, leave=False, dynamic_ncols=True)
+        self.t0 = time.perf_counter()
+        self.images = 0
+
+    def after_step(self) -> None:
+        t = self.trainer
+        self.images += t.train_loader.batch_size or 0
+        self.bar.update(1)
+        if t.step % self.log_interval == 0:
+            self.bar.set_postfix({k: f"{v:.3f}" for k, v in t.losses.items()} | {"lr": f"{t.lr:.4g}"})
+            if self.writer is not None:
+                for k, v in t.losses.items():
+                    self.writer.add_scalar(f"train/{k}", v, t.step)
+                self.writer.add_scalar("train/lr", t.lr, t.step)
+                ips = self.images / max(time.perf_counter() - self.t0, 1e-9)
+                self.writer.add_scalar("train/images_per_s", ips, t.step)
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        self.bar.close()
+        secs = time.perf_counter() - self.t0
+        line = (f"epoch {t.epoch + 1}/{t.max_epochs} loss {t.losses.get('loss', float('nan')):.4f} "
+                f"lr {t.lr:.4g} {self.images / max(secs, 1e-9):.1f} img/s")
+        if t.metrics.get("epoch") == t.epoch + 1:
+            line += f" | AP50 {t.metrics['AP50']:.4f} AP {t.metrics['AP']:.4f}" + (" (best)" if t.is_best else "")
+            if self.writer is not None:
+                for k, v in t.metrics.items():
+                    if isinstance(v, (int, float)):
+                        self.writer.add_scalar(f"val/{k}", v, t.step)
+        log.info(line)
+
+    def after_train(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
