@@ -1,0 +1,75 @@
+"""Every config composes with Hydra's compose API and builds; typos fail naming the key."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError
+
+from facedet.models import Detector, build_detector
+from facedet.registry import ConfigError
+
+from .conftest import CONFIG_DIR
+
+MODELS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
+DATA = sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml"))
+
+
+def test_there_are_configs_to_test():
+    assert {"yolov4", "yolov4_nano"} <= set(MODELS)
+    assert {"synthetic", "facemask"} <= set(DATA)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_config_builds_and_runs(compose_cfg, model):
+    cfg = compose_cfg([f"model={model}"])
+    det = build_detector(cfg.model)
+    assert isinstance(det, Detector)
+    det.eval()
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        raws = det(x)
+    assert [tuple(r.shape) for r in raws] == [(1, 3, 16, 16, 5), (1, 3, 8, 8, 5), (1, 3, 4, 4, 5)]
+    preds = det.predict(x)
+    assert len(preds) == 1 and preds[0]["boxes"].shape[1] == 4
+
+
+@pytest.mark.parametrize("data", DATA)
+def test_every_data_config_composes(compose_cfg, data):
+    cfg = compose_cfg([f"data={data}"])
+    assert cfg.data.img_size % 32 == 0
+    assert cfg.data.train.type and cfg.data.val.type
+    assert cfg.name == f"{cfg.data.name}-{cfg.model.name}"
+
+
+def test_eval_config_composes(compose_cfg):
+    cfg = compose_cfg(["checkpoint=x.pt"], name="eval")
+    assert cfg.checkpoint == "x.pt" and cfg.get("data") is None
+    cfg = compose_cfg(["checkpoint=x.pt", "data=facemask"], name="eval")
+    assert cfg.data.name == "facemask"
+
+
+def test_overrides_reach_the_built_model(compose_cfg):
+    small = build_detector(compose_cfg(["model.backbone.width=0.125"]).model)
+    default = build_detector(compose_cfg().model)
+    assert small.backbone.out_channels[-1] < default.backbone.out_channels[-1]
+
+
+def test_typo_in_an_override_fails_naming_the_key(compose_cfg):
+    with pytest.raises((ConfigCompositionException, ConfigKeyError)) as e:
+        compose_cfg(["model.backbone.widht=0.5"])
+    assert "widht" in str(e.value) + str(e.value.__cause__)
+
+
+def test_typo_added_with_plus_is_caught_by_the_registry(compose_cfg):
+    cfg = compose_cfg(["+model.backbone.widht=0.5"])
+    with pytest.raises(ConfigError) as e:
+        build_detector(cfg.model)
+    assert "model.backbone.widht" in str(e.value) and "Did you mean 'width'" in str(e.value)
+
+
+def test_unknown_component_name_lists_the_known_ones(compose_cfg):
+    cfg = compose_cfg(["model.backbone.type=cspdarknet54"])
+    with pytest.raises(ConfigError, match=r"Unknown backbone 'cspdarknet54'.*Did you mean 'cspdarknet'"):
+        build_detector(cfg.model)
