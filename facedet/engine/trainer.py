@@ -23,6 +23,12 @@ class HookBase:
 
     def before_train(self) -> None: ...
     def before_epoch(self) -> None: ...
+
+    def preprocess_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Change a training batch (already on the device) before the forward pass: multi-scale
+        resizing, SAT's adversarial images. Hooks run in order, each on the previous one's output."""
+        return batch
+
     def after_step(self) -> None: ...
     def after_epoch(self) -> None: ...
     def after_train(self) -> None: ...
@@ -98,10 +104,11 @@ class Trainer:
 
     def run_step(self, batch: dict[str, Any]) -> None:
         self.lr = set_lr(self.optimizer, self.base_lr, self.lr_factor(self.step))
-        images = batch["images"].to(self.device, non_blocking=True)
-        targets = [{k: v.to(self.device) for k, v in t.items()} for t in batch["targets"]]
+        batch = self._to_device(batch)
+        for h in self.hooks:
+            batch = h.preprocess_batch(batch)
         with torch.autocast(self.device.type, enabled=self.amp):
-            out = self.model.loss(images, targets)
+            out = self.model.loss(batch["images"], batch["targets"])
         self.scaler.scale(out["loss"]).backward()
         if self.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
@@ -111,6 +118,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.losses = {k: float(v.detach()) for k, v in out.items()}
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        images = batch["images"].to(self.device, non_blocking=True)
+        targets = [{k: v.to(self.device) for k, v in t.items()} for t in batch["targets"]]
+        return batch | {"images": images, "targets": targets}
 
     def state_dict(self) -> dict[str, Any]:
         return {
