@@ -55,6 +55,18 @@ def test_diou_nms_matches_greedy_reference() -> None:
     assert total_suppressed > 1000  # the sets really exercise suppression
 
 
+@pytest.mark.parametrize("block", [1, 7, 256])
+def test_blocked_diou_nms_with_early_stop_matches_the_reference(block: int) -> None:
+    g = torch.Generator().manual_seed(2)
+    for trial in range(40):
+        n = int(torch.randint(20, 120, (1,), generator=g))
+        boxes, scores = random_boxes(g, n, spread=40.0)
+        want = greedy_reference(boxes.tolist(), scores.tolist(), 0.45)
+        assert diou_nms(boxes, scores, 0.45, block=block).tolist() == want, f"trial {trial}"
+        k = max(1, len(want) // 2)
+        assert diou_nms(boxes, scores, 0.45, max_keep=k, block=block).tolist() == want[:k], f"trial {trial}"
+
+
 def test_postprocessor_output_matches_reference_order() -> None:
     g = torch.Generator().manual_seed(1)
     boxes, scores = random_boxes(g, 50)
