@@ -19,6 +19,7 @@ from facedet.engine.checkpoint import (
 from facedet.engine.ema import ModelEMA
 from facedet.engine.optim import WarmupCosine, build_optimizer
 from facedet.engine.run import select_device
+from facedet.registry import ConfigError
 
 
 def test_warmup_is_linear_then_cosine_to_the_final_ratio():
@@ -115,3 +116,12 @@ def test_model_weights_prefers_ema():
 def test_device_selection():
     assert select_device("cpu").type == "cpu"
     assert select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_adamw_is_selectable_and_keeps_the_decay_groups():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    opt = build_optimizer(model, name="adamw", lr=0.002, momentum=0.9, weight_decay=1e-3)
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["betas"] == (0.9, 0.999)
+    assert [g["weight_decay"] for g in opt.param_groups] == [1e-3, 0.0]
+    with pytest.raises(ConfigError, match="Known optimizers: adamw, sgd"):
+        build_optimizer(model, name="adam_w", lr=0.1)

@@ -8,24 +8,45 @@ from typing import Any
 import torch
 from torch import nn
 
+from facedet.registry import ConfigError
 
-def build_optimizer(model: nn.Module, *, lr: float, momentum: float = 0.937, nesterov: bool = True,
-                    weight_decay: float = 5e-4) -> torch.optim.SGD:
-    """SGD with weight decay on conv/linear weights only: decaying BatchNorm scales and biases
-    only shrinks them toward values that hurt (and can kill channels)."""
+
+def _sgd(groups: list[dict[str, Any]], *, lr: float, momentum: float, nesterov: bool) -> torch.optim.Optimizer:
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
+
+
+def _adamw(groups: list[dict[str, Any]], *, lr: float, momentum: float, nesterov: bool) -> torch.optim.Optimizer:
+    # momentum is Adam's beta1, as in ultralytics; Nesterov has no meaning here
+    return torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999))
+
+
+# SGD for long schedules (YOLOv4's choice); AdamW converges faster in short from-scratch runs
+# (a few thousand steps), which is why ultralytics' "auto" optimizer picks it below 10k iterations.
+OPTIMIZERS = {"sgd": _sgd, "adamw": _adamw}
+
+
+def build_optimizer(
+    model: nn.Module,
+    *,
+    lr: float,
+    momentum: float = 0.937,
+    nesterov: bool = True,
+    weight_decay: float = 5e-4,
+    name: str = "sgd",
+) -> torch.optim.Optimizer:
+    """``name`` (sgd, adamw) with weight decay on conv/linear weights only: decaying BatchNorm scales
+    and biases only shrinks them toward values that hurt (and can kill channels)."""
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"Unknown optimizer 'optim.name={name}'. Known optimizers: {', '.join(sorted(OPTIMIZERS))}.")
     decay, no_decay = [], []
     for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
+        for pname, p in module.named_parameters(recurse=False):
             if not p.requires_grad:
                 continue
             is_norm = isinstance(module, nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm)
-            (no_decay if is_norm or name == "bias" else decay).append(p)
-    return torch.optim.SGD(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr,
-        momentum=momentum,
-        nesterov=nesterov,
-    )
+            (no_decay if is_norm or pname == "bias" else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return OPTIMIZERS[name](groups, lr=lr, momentum=momentum, nesterov=nesterov)
 
 
 class WarmupCosine:

@@ -90,12 +90,13 @@ def run_training(cfg: DictConfig, run_dir: str | Path, *, progress: bool = True)
     device = select_device(str(cfg.device))
     started = time.perf_counter()
 
-    train_loader, val_loader = build_loaders(cfg)
+    # the model first: a typo in its config fails at once, before data is rendered or loaded
     model: Detector = build_detector(cfg.model).to(device)
+    train_loader, val_loader = build_loaders(cfg)
     log.info("model %s: %.3f M parameters on %s", cfg.model.name, count_parameters(model) / 1e6, device)
 
     o, s, t = cfg.optim, cfg.schedule, cfg.train
-    optimizer = build_optimizer(model, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+    optimizer = build_optimizer(model, name=o.name, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
                                 weight_decay=o.weight_decay)
     steps = len(train_loader) * t.epochs
     warmup = max(int(s.warmup_epochs * len(train_loader)), int(s.warmup_min_steps))
