@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from facedet.models.specials import freeze_bn_gamma
 from facedet.registry import BACKBONES, HEADS, LOSSES, NECKS, POSTPROCESSORS, ConfigError, build
 from facedet.structures import Target
 
@@ -17,7 +18,8 @@ class Detector(nn.Module):
 
     Contract (see DESIGN.md):
     - ``detector(images)``: ``images`` float ``(B, 3, S, S)`` in [0, 1] with S a multiple of 32 ->
-      list of raw per-level maps ``(B, A, S/stride, S/stride, 5)`` for strides 8, 16, 32.
+      list of raw per-level maps ``(B, A, S/stride, S/stride, 5)`` for the backbone's strides
+      (8, 16, 32; YOLOv4-tiny's two levels 16, 32).
     - ``detector.loss(images, targets)``: ``targets`` a list of B ``Target`` dicts (boxes xyxy in
       input pixels) -> dict of named loss terms plus ``loss`` (their weighted sum, to backpropagate).
     - ``detector.predict(images)``: list of B dicts ``{boxes (K, 4) xyxy input pixels, scores (K,),
@@ -46,7 +48,9 @@ class Detector(nn.Module):
 
 def build_detector(cfg: Mapping[str, Any]) -> Detector:
     """Build a Detector from a model config (``backbone``, ``neck``, ``head``, ``loss``,
-    ``postprocess`` nodes and ``anchors``); channels, anchors and strides are wired here."""
+    ``postprocess`` nodes and ``anchors``); channels, anchors and strides are wired here.
+    ``freeze_bn_gamma: true`` freezes every BatchNorm scale (``specials.freeze_bn_gamma``). Other
+    model-level keys (``name``, ``weights``, ``weights_partial``) are read by the training run."""
     # importing the packages registers their components
     import facedet.assign  # noqa: F401
     import facedet.losses  # noqa: F401
@@ -75,6 +79,18 @@ def build_detector(cfg: Mapping[str, Any]) -> Detector:
         strides=list(backbone.strides),
     )
     loss = build(cfg["loss"], LOSSES, where="model.loss")
+    balance = getattr(loss, "balance", None)
+    if balance is not None and len(balance) != len(anchors):
+        raise ConfigError(
+            f"model.loss.balance has {len(balance)} weights but the model has {len(anchors)} levels "
+            f"(strides {list(backbone.strides)}): give one objectness weight per level."
+        )
     post = build(cfg["postprocess"], POSTPROCESSORS, where="model.postprocess")
-    return Detector(backbone=backbone, neck=neck, head=head, loss=loss, postprocess=post)
+    detector = Detector(backbone=backbone, neck=neck, head=head, loss=loss, postprocess=post)
+    freeze = cfg.get("freeze_bn_gamma", False)
+    if not isinstance(freeze, bool):
+        raise ConfigError(f"model.freeze_bn_gamma must be true or false, got {freeze!r}")
+    if freeze:
+        freeze_bn_gamma(detector)
+    return detector
 

@@ -13,6 +13,7 @@ from functools import partial
 
 import torch
 from torch import Tensor, nn
+from torchvision.ops import SqueezeExcitation
 
 from facedet.registry import ConfigError, closest
 
@@ -24,6 +25,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "silu": partial(nn.SiLU, inplace=True),
     "relu": partial(nn.ReLU, inplace=True),
     "hardswish": partial(nn.Hardswish, inplace=True),
+    "sigmoid": nn.Sigmoid,  # Darknet's "logistic": the attention map of SAM
     "identity": nn.Identity,
 }
 
@@ -59,15 +61,24 @@ class ConvBNAct(nn.Module):
 
 
 class DarknetBottleneck(nn.Module):
-    """Darknet residual block: 1x1 (c -> hidden), 3x3 (hidden -> c), plus the input. Shape-preserving."""
+    """Darknet residual block: 1x1 (c -> hidden), 3x3 (hidden -> c), plus the input. Shape-preserving.
 
-    def __init__(self, c: int, hidden: int, act: str = "mish") -> None:
+    ``se=True`` re-weights the branch's channels with a squeeze-and-excitation block before the
+    addition (as SE-ResNet does).
+    """
+
+    def __init__(self, c: int, hidden: int, act: str = "mish", se: bool = False) -> None:
         super().__init__()
         self.cv1 = ConvBNAct(c, hidden, 1, act=act)
         self.cv2 = ConvBNAct(hidden, c, 3, act=act)
+        if se:
+            self.se = make_se(c)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.cv2(self.cv1(x))
+        y = self.cv2(self.cv1(x))
+        if hasattr(self, "se"):
+            y = self.se(y)
+        return x + y
 
 
 class CSPStage(nn.Module):
@@ -80,14 +91,16 @@ class CSPStage(nn.Module):
     channels on each path and their bottlenecks keep that width.
     """
 
-    def __init__(self, c_in: int, c_out: int, n: int, act: str = "mish", first: bool = False) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, n: int, act: str = "mish", first: bool = False, se: bool = False
+    ) -> None:
         super().__init__()
         c_path = c_out if first else max(1, c_out // 2)
         hidden = max(1, c_out // 2)  # = c_path in later stages, half of it in the first
         self.down = ConvBNAct(c_in, c_out, 3, 2, act=act)
         self.split_short = ConvBNAct(c_out, c_path, 1, act=act)
         self.split_main = ConvBNAct(c_out, c_path, 1, act=act)
-        self.blocks = nn.Sequential(*(DarknetBottleneck(c_path, hidden, act=act) for _ in range(n)))
+        self.blocks = nn.Sequential(*(DarknetBottleneck(c_path, hidden, act=act, se=se) for _ in range(n)))
         self.transition = ConvBNAct(c_path, c_path, 1, act=act)
         self.fuse = ConvBNAct(2 * c_path, c_out, 1, act=act)
 
@@ -108,6 +121,46 @@ class SPP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat([x] + [p(x) for p in self.pools], 1)
+
+
+class SPPF(nn.Module):
+    """SPP-fast (YOLOv5): three chained 5x5 stride-1 max-pools. Pooling twice with 5x5 equals one 9x9
+    pool and three times one 13x13, so the output is exactly ``SPP((5, 9, 13))``'s at a fraction of
+    the comparisons. ``(B, C, H, W) -> (B, 4C, H, W)``."""
+
+    def __init__(self, k: int = 5) -> None:
+        super().__init__()
+        self.pool = nn.MaxPool2d(k, 1, padding=k // 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y1 = self.pool(x)
+        y2 = self.pool(y1)
+        return torch.cat((x, y1, y2, self.pool(y2)), 1)
+
+
+# Pooling blocks a neck may put on its deepest map, by config name.
+POOLS: dict[str, Callable[[], nn.Module]] = {"spp": SPP, "sppf": SPPF}
+
+
+def make_pool(spp: bool | str) -> nn.Module | None:
+    """The pooling block for a neck's ``spp`` option: ``true``/``"spp"``, ``"sppf"``, or
+    ``false``/``"none"`` (None). Both blocks give 4x the input channels."""
+    if spp is True:
+        spp = "spp"
+    if spp is False or spp is None or spp == "none":
+        return None
+    factory = POOLS.get(str(spp))
+    if factory is None:
+        known = sorted(POOLS) + ["none"]
+        guess = closest(str(spp), known)
+        hint = f" Did you mean '{guess}'?" if guess else ""
+        raise ConfigError(f"Unknown spp option '{spp}'. Known: true, false, {', '.join(known)}.{hint}")
+    return factory()
+
+
+def make_se(c: int) -> nn.Module:
+    """A squeeze-and-excitation block for ``c`` channels (torchvision's, reduction 16, at least 8)."""
+    return SqueezeExcitation(c, make_divisible(c / 16))
 
 
 def count_parameters(module: nn.Module) -> int:

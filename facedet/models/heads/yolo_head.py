@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from facedet.models.heads.yolo_decode import WH_MODES, decode_level, parse_anchors
 from facedet.models.layers import ConvBNAct
+from facedet.models.specials import SAM
 from facedet.registry import HEADS, ConfigError
 from facedet.structures import cxcywh_to_xyxy
 
@@ -27,7 +28,8 @@ class YOLOHead(nn.Module):
     ``in_channels``, ``anchors`` (per-level flat ``[w1, h1, w2, h2, ...]`` lists in input pixels, or
     an ``(L, A, 2)`` tensor) and ``strides`` are supplied by the framework. ``scale_x_y`` is
     YOLOv4's grid sensitivity (one value, or one per level); ``wh_mode`` is ``"exp"`` or
-    ``"sigmoid"``. ``obj_prior`` sets the initial objectness probability.
+    ``"sigmoid"``. ``obj_prior`` sets the initial objectness probability. ``sam=True`` puts
+    YOLOv4's point-wise spatial attention (``specials.SAM``) on each level's input.
 
     ``forward([(B, C_i, H_i, W_i)]) -> [(B, A, H_i, W_i, num_outputs)]`` raw maps.
     """
@@ -43,6 +45,7 @@ class YOLOHead(nn.Module):
         act: str = "leaky",
         num_outputs: int = 5,
         obj_prior: float = 0.01,
+        sam: bool = False,
     ) -> None:
         super().__init__()
         anchors_t = anchors.float() if isinstance(anchors, Tensor) and anchors.dim() == 3 else None
@@ -74,6 +77,8 @@ class YOLOHead(nn.Module):
         self.wh_mode = wh_mode
         self.num_anchors = int(n_anchors)
         self.num_outputs = num_outputs
+        if sam:
+            self.sams = nn.ModuleList(SAM(c) for c in in_channels)
         self.convs = nn.ModuleList(ConvBNAct(c, 2 * c, 3, act=act) for c in in_channels)
         self.preds = nn.ModuleList(
             nn.Conv2d(2 * c, n_anchors * num_outputs, 1, bias=True) for c in in_channels
@@ -92,6 +97,8 @@ class YOLOHead(nn.Module):
     def forward(self, feats: list[Tensor]) -> list[Tensor]:
         """Raw maps ``(B, A, H, W, num_outputs)`` per level (not decoded)."""
         outs = []
+        if hasattr(self, "sams"):
+            feats = [sam(x) for sam, x in zip(self.sams, feats, strict=True)]
         for x, conv, pred in zip(feats, self.convs, self.preds, strict=True):
             y = pred(conv(x))
             b, _, h, w = y.shape

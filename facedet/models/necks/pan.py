@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facedet.models.layers import SPP, ConvBNAct, make_divisible
+from facedet.models.layers import ConvBNAct, make_divisible, make_pool
 from facedet.registry import NECKS, ConfigError
 
 
@@ -28,10 +28,12 @@ class PAN(nn.Module):
     Input: three backbone maps at strides 8, 16, 32 with ``in_channels`` channels (supplied by the
     framework). Output: three maps at the same strides with ``out_channels`` channels, half the
     input channels per level times ``width`` (``[128, 256, 512]`` for YOLOv4's ``[256, 512, 1024]``).
+    ``spp``: ``true``/``"spp"`` (max-pools 5, 9, 13), ``"sppf"`` (the same output from three chained
+    5x5 pools, faster) or ``false``/``"none"``.
     """
 
     def __init__(
-        self, *, in_channels: list[int], spp: bool = True, act: str = "leaky", width: float = 1.0
+        self, *, in_channels: list[int], spp: bool | str = True, act: str = "leaky", width: float = 1.0
     ) -> None:
         super().__init__()
         if len(in_channels) != 3:
@@ -42,12 +44,14 @@ class PAN(nn.Module):
             raise ConfigError(f"pan width must be positive, got {width}")
         c3_in, c4_in, c5_in = in_channels
         c3, c4, c5 = (make_divisible(c / 2 * width) for c in in_channels)
+        self.in_channels = list(in_channels)
         self.out_channels: list[int] = [c3, c4, c5]
 
         # Deepest level: 1x1/3x3/1x1, SPP (4x channels), 1x1/3x3/1x1.
         self.c5_pre = conv_set(c5_in, c5, 3, act)
-        self.spp = SPP() if spp else nn.Identity()
-        self.c5_post = conv_set(4 * c5 if spp else c5, c5, 3, act)
+        pool = make_pool(spp)
+        self.spp = pool if pool is not None else nn.Identity()
+        self.c5_post = conv_set(4 * c5 if pool is not None else c5, c5, 3, act)
 
         # Top-down: reduce the coarser map, upsample, concat with a 1x1 lateral, 5-conv set.
         self.reduce5 = ConvBNAct(c5, c4, 1, act=act)
@@ -79,3 +83,16 @@ class PAN(nn.Module):
         n4 = self.bu4(torch.cat((self.down3(n3), p4), 1))
         n5 = self.bu5(torch.cat((self.down4(n4), p5), 1))
         return [n3, n4, n5]
+
+    def darknet_convs(self) -> list[tuple[ConvBNAct, int]]:
+        """The convolutions ``yolov4.conv.137`` holds after the backbone (layers 105-136: the SPP
+        block and the top-down path), in file order, each with the number of input-channel blocks
+        Darknet concatenates in the opposite order (``[maxpool13, maxpool9, maxpool5, input]``
+        for the conv after SPP, 1 for the others). The bottom-up path comes later in ``yolov4.cfg``,
+        interleaved with the head, and is not part of the layout. Empty unless this is YOLOv4's
+        neck: SPP or SPPF on, width 1 (so the file cannot fill a different neck with shifted values)."""
+        if isinstance(self.spp, nn.Identity) or self.out_channels != [c // 2 for c in self.in_channels]:
+            return []
+        convs = [*self.c5_pre, *self.c5_post, self.reduce5, self.lateral4, *self.td4, self.reduce4,
+                 self.lateral3, *self.td3]
+        return [(c, 4 if c is self.c5_post[0] else 1) for c in convs]
