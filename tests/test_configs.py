@@ -17,7 +17,8 @@ DATA = sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml"))
 
 
 def test_there_are_configs_to_test():
-    assert {"yolov4", "yolov4_nano"} <= set(MODELS)
+    zoo = {"yolov3", "yolov4", "yolov4_tiny", "yolov4_csp_s", "mobilenetv2_yolo", "mobilenetv3_yolo", "yolov4_nano"}
+    assert zoo <= set(MODELS)
     assert {"synthetic", "facemask"} <= set(DATA)
 
 
@@ -26,13 +27,20 @@ def test_every_model_config_builds_and_runs(compose_cfg, model):
     cfg = compose_cfg([f"model={model}"])
     det = build_detector(cfg.model)
     assert isinstance(det, Detector)
+    strides = list(det.backbone.strides)
+    assert strides == ([16, 32] if model == "yolov4_tiny" else [8, 16, 32])
+    expected = [(1, 3, 128 // s, 128 // s, 5) for s in strides]  # the head promises (B, A, S/stride, S/stride, 5)
     det.eval()
     x = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
         raws = det(x)
-    assert [tuple(r.shape) for r in raws] == [(1, 3, 16, 16, 5), (1, 3, 8, 8, 5), (1, 3, 4, 4, 5)]
+    assert [tuple(r.shape) for r in raws] == expected
     preds = det.predict(x)
     assert len(preds) == 1 and preds[0]["boxes"].shape[1] == 4
+    # The loss on the same maps (what loss() computes after its forward pass): finite, with positives.
+    face = {"boxes": torch.tensor([[20.0, 24.0, 60.0, 76.0]]), "labels": torch.zeros(1, dtype=torch.long)}
+    out = det.loss_fn(raws, [face], det.head)
+    assert torch.isfinite(out["loss"]) and out["loss"] > 0 and out["num_pos"] > 0
 
 
 @pytest.mark.parametrize("data", DATA)
