@@ -1,0 +1,114 @@
+"""Start a model from a user's local weights file, with a report of what was loaded.
+
+Two kinds of file (chosen by the suffix):
+- a PyTorch file (``.pt``, ``.pth``, ...): a plain state dict, a ``{"state_dict": ...}`` or
+  ``{"model": ...}`` wrapper, or a facedet training checkpoint (its EMA weights, as evaluation
+  uses). Read with ``torch.load(weights_only=True)``: a file that would run code is refused.
+- Darknet ``.weights`` (``darknet53.conv.74``, ``yolov4.conv.137``, full files):
+  ``facedet.models.darknet_weights``.
+
+Keys are matched by name and shape. Without ``partial`` any missing, unexpected or
+shape-mismatched key is an error listing them; with ``partial`` the matching ones load and the
+report lists the rest. A backbone-only state dict (a torchvision MobileNet's, a CSPDarknet's) loads
+into ``backbone.`` when none of its keys match the detector as they are; the report says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from facedet.engine.checkpoint import CheckpointError, load_checkpoint, model_weights
+
+
+@dataclass
+class LoadReport:
+    """What a weights file gave a model: key lists, and for Darknet files the values read."""
+
+    source: str
+    matched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)  # "key (file shape) vs (model shape)"
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self, show: int = 5) -> str:
+        """One paragraph: counts, the first ``show`` keys of each non-empty list, and notes."""
+
+        def listing(xs: list[str]) -> str:
+            more = f" ... (+{len(xs) - show} more)" if len(xs) > show else ""
+            return ": " + ", ".join(xs[:show]) + more if xs else ""
+
+        parts = [f"{len(self.matched)} matched"]
+        for name, xs in (("missing", self.missing), ("unexpected", self.unexpected),
+                         ("shape mismatch", self.mismatched)):
+            parts.append(f"{len(xs)} {name}{listing(xs)}")
+        text = f"weights {self.source}: " + "; ".join(parts)
+        return text + "".join(f"; {n}" for n in self.notes)
+
+
+def compare_state(own: dict[str, Tensor], state: dict[str, Tensor], source: str) -> LoadReport:
+    """Sort the keys of ``state`` against a model's ``own`` state dict."""
+    report = LoadReport(source)
+    for k, v in own.items():
+        if k not in state:
+            report.missing.append(k)
+        elif tuple(state[k].shape) != tuple(v.shape):
+            report.mismatched.append(f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}")
+        else:
+            report.matched.append(k)
+    report.unexpected = [k for k in state if k not in own]
+    return report
+
+
+def _state_from_file(obj: object, path: Path) -> dict[str, Tensor]:
+    """The state dict inside what ``torch.load`` returned (see the module docstring)."""
+    if isinstance(obj, dict) and "hooks" in obj and "model" in obj:  # a facedet training checkpoint
+        return model_weights(obj)[1]
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise CheckpointError(
+            f"{path} holds no state dict (a mapping of names to tensors, or one under 'state_dict' / 'model')."
+        )
+    return obj
+
+
+def load_state_dict_file(model: nn.Module, path: str | Path, *, partial: bool = False) -> LoadReport:
+    """Load a PyTorch weights file into ``model``; returns the report. Raises ``CheckpointError``
+    when nothing matches, or (without ``partial``) when anything does not."""
+    path = Path(path)
+    state = _state_from_file(load_checkpoint(path), path)
+    own = model.state_dict()
+    report = compare_state(own, state, str(path))
+    if not report.matched and hasattr(model, "backbone"):
+        prefixed = {f"backbone.{k}": v for k, v in state.items()}
+        as_backbone = compare_state(own, prefixed, str(path))
+        if as_backbone.matched:
+            report, state = as_backbone, prefixed
+            report.notes.append("no key matched the detector: loaded as backbone weights ('backbone.' prefix)")
+    if not report.matched:
+        raise CheckpointError(f"{path}: no weight matches this model by name and shape. " + report.summary())
+    if not partial and (report.missing or report.unexpected or report.mismatched):
+        raise CheckpointError(
+            report.summary() + ". Set model.weights_partial=true to load only the matching weights."
+        )
+    model.load_state_dict({k: state[k] for k in report.matched}, strict=False)
+    return report
+
+
+def load_weights(model: nn.Module, path: str | Path, *, partial: bool = False) -> LoadReport:
+    """Load ``path`` into ``model``: Darknet ``.weights`` files by layout, anything else as a
+    PyTorch state dict. Raises ``FileNotFoundError`` or ``CheckpointError`` with the reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model.weights: no such file: {path}")
+    if path.suffix == ".weights":
+        from facedet.models.darknet_weights import load_darknet_weights
+
+        return load_darknet_weights(model, path)
+    return load_state_dict_file(model, path, partial=partial)
