@@ -222,3 +222,32 @@ def test_yolov4_conv137_round_trip(compose_cfg, tmp_path) -> None:
     assert _same(src, dst, "backbone.") and _same(src, dst, "neck.td3.")
     assert all(k.startswith(("neck.", "head.")) for k in report.missing)
 
+
+def test_training_starts_from_weights_with_model_info_and_dropblock(compose_cfg, tmp_path, caplog, monkeypatch):
+    """run_training: loads model.weights, logs the model-info figures, schedules DropBlock."""
+    import facedet.engine.run as run
+
+    overrides = NANO + ["model.backbone.dropblock=0.1", "data.img_size=64", "data.num_train=8", "data.num_val=4",
+                        f"data.root={tmp_path / 'data'}", "train.epochs=1", "train.batch_size=4",
+                        "train.num_workers=0", "train.tensorboard=false", "eval.batch_size=4"]
+    src = _randomize(build_detector(compose_cfg(overrides).model))
+    with torch.no_grad():  # BN scales and variances of a trained model are positive
+        for m in src.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.abs_().add_(0.5)
+    torch.save(src.state_dict(), tmp_path / "start.pt")
+    hooks, real_model_hooks = [], run.model_hooks
+
+    def spy(model: nn.Module) -> list:
+        hooks.extend(real_model_hooks(model))
+        return hooks
+
+    monkeypatch.setattr(run, "model_hooks", spy)
+    cfg = compose_cfg(overrides + [f"model.weights={tmp_path / 'start.pt'}"])
+    with caplog.at_level("INFO"):
+        run.run_training(cfg, tmp_path / "run", progress=False)
+    text = caplog.text
+    n_keys = len(src.state_dict())
+    assert f"{n_keys} matched; 0 missing; 0 unexpected; 0 shape mismatch" in text
+    assert "GFLOPs at 64x64" in text and "backbone" in text
+    assert len(hooks) == 1 and all(b.progress == 1.0 for b in hooks[0].blocks)  # ramped to the end

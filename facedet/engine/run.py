@@ -18,9 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from facedet.engine.ema import ModelEMA
 from facedet.engine.hooks import CheckpointHook, EMAHook, EvalHook, LoggingHook, count_parameters
+from facedet.engine.model_hooks import model_hooks
 from facedet.engine.optim import WarmupCosine, build_optimizer
 from facedet.engine.trainer import Trainer
 from facedet.models import Detector, build_detector
+from facedet.models.info import model_info
+from facedet.models.weights import load_weights
 from facedet.registry import DATASETS, ConfigError, build
 
 log = logging.getLogger(__name__)
@@ -91,9 +94,13 @@ def run_training(cfg: DictConfig, run_dir: str | Path, *, progress: bool = True)
     started = time.perf_counter()
 
     # the model first: a typo in its config fails at once, before data is rendered or loaded
-    model: Detector = build_detector(cfg.model).to(device)
+    model: Detector = build_detector(cfg.model)
+    if cfg.model.get("weights"):  # a user's local file: state dict, checkpoint or Darknet .weights
+        log.info(load_weights(model, cfg.model.weights, partial=bool(cfg.model.get("weights_partial"))).summary())
+    model = model.to(device)
     train_loader, val_loader = build_loaders(cfg)
-    log.info("model %s: %.3f M parameters on %s", cfg.model.name, count_parameters(model) / 1e6, device)
+    info = model_info(model, int(cfg.data.img_size), depth=1)  # also what tools/model_info.py prints
+    log.info("model %s on %s: %s\n%s", cfg.model.name, device, info.summary(), info.table())
 
     o, s, t = cfg.optim, cfg.schedule, cfg.train
     optimizer = build_optimizer(model, name=o.name, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
@@ -113,6 +120,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, *, progress: bool = True)
         CheckpointHook(run_dir / "checkpoints", config=config_dict),
         LoggingHook(run_dir / "tb" if t.tensorboard else None, log_interval=t.log_interval, progress=progress),
     ]
+    hooks += model_hooks(model)  # schedules of model options (DropBlock)
     trainer = Trainer(model=model, optimizer=optimizer, train_loader=train_loader, device=device,
                       max_epochs=t.epochs, base_lr=o.lr, lr_factor=lr_factor, hooks=hooks, amp=t.amp,
                       grad_clip=t.grad_clip)
