@@ -74,8 +74,8 @@ def test_facedet_checkpoint_gives_its_ema_weights(compose_cfg, tmp_path) -> None
     torch.save({"model": model_sd, "hooks": {"EMAHook": {"module": ema.state_dict()}}, "epoch": 3},
                tmp_path / "last.pt")
     dst = build_detector(compose_cfg(NANO).model)
-    load_weights(dst, tmp_path / "last.pt")
-    assert _same(ema, dst)
+    report = load_weights(dst, tmp_path / "last.pt")
+    assert _same(ema, dst) and "(the ema weights of a facedet checkpoint)" in report.summary()
 
 
 def test_torchvision_backbone_state_dict_loads_into_the_backbone(compose_cfg, tmp_path) -> None:

@@ -63,31 +63,33 @@ def compare_state(own: dict[str, Tensor], state: dict[str, Tensor], source: str)
     return report
 
 
-def _state_from_file(obj: object, path: Path) -> dict[str, Tensor]:
-    """The state dict inside what ``torch.load`` returned (see the module docstring)."""
+def _state_from_file(obj: object, path: Path) -> tuple[dict[str, Tensor], str]:
+    """The state dict inside what ``torch.load`` returned (see the module docstring), and where it was."""
     if isinstance(obj, dict) and "hooks" in obj and "model" in obj:  # a facedet training checkpoint
-        return model_weights(obj)[1]
+        which, state = model_weights(obj)
+        return state, f"the {which} weights of a facedet checkpoint"
+    where = "a state dict"
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
+            obj, where = obj[key], f"the state dict under '{key}'"
             break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
         raise CheckpointError(
             f"{path} holds no state dict (a mapping of names to tensors, or one under 'state_dict' / 'model')."
         )
-    return obj
+    return obj, where
 
 
 def load_state_dict_file(model: nn.Module, path: str | Path, *, partial: bool = False) -> LoadReport:
     """Load a PyTorch weights file into ``model``; returns the report. Raises ``CheckpointError``
     when nothing matches, or (without ``partial``) when anything does not."""
     path = Path(path)
-    state = _state_from_file(load_checkpoint(path), path)
+    state, where = _state_from_file(load_checkpoint(path), path)
     own = model.state_dict()
-    report = compare_state(own, state, str(path))
+    report = compare_state(own, state, f"{path} ({where})")
     if not report.matched and hasattr(model, "backbone"):
         prefixed = {f"backbone.{k}": v for k, v in state.items()}
-        as_backbone = compare_state(own, prefixed, str(path))
+        as_backbone = compare_state(own, prefixed, report.source)
         if as_backbone.matched:
             report, state = as_backbone, prefixed
             report.notes.append("no key matched the detector: loaded as backbone weights ('backbone.' prefix)")
