@@ -92,7 +92,9 @@ def load_state_dict_file(model: nn.Module, path: str | Path, *, partial: bool = 
         as_backbone = compare_state(own, prefixed, report.source)
         if as_backbone.matched:
             report, state = as_backbone, prefixed
-            report.notes.append("no key matched the detector: loaded as backbone weights ('backbone.' prefix)")
+            report.notes.append(
+                "no key matched the detector as it is: matched as backbone weights ('backbone.' prefix)"
+            )
     if not report.matched:
         raise CheckpointError(f"{path}: no weight matches this model by name and shape. " + report.summary())
     if not partial and (report.missing or report.unexpected or report.mismatched):
