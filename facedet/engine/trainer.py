@@ -153,6 +153,7 @@ class Trainer:
         self._bad_in_group = False
         self._stop_requested: str | None = None
         self._pending_rng: list[dict[str, Any]] | None = None
+        self._buffers_backup: list[torch.Tensor] = []
 
     @property
     def steps_per_epoch(self) -> int:
@@ -213,6 +214,8 @@ class Trainer:
         for h in self.hooks:
             batch = h.preprocess_batch(batch)
         boundary = (self.iter_in_epoch + 1) % self.accumulate == 0 or self.iter_in_epoch + 1 >= self.steps_per_epoch
+        if self.iter_in_epoch % self.accumulate == 0:  # a window starts: keep the buffers in case it goes bad
+            self._buffers_backup = self._backup_buffers()
         sync = self._ddp.no_sync() if (self._ddp is not None and not boundary) else contextlib.nullcontext()
         with sync:
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
@@ -257,6 +260,7 @@ class Trainer:
         self._bad_in_group = False
         if bad:
             self.optimizer.zero_grad(set_to_none=True)
+            self._restore_buffers(self._buffers_backup)  # a NaN forward also poisoned BatchNorm's statistics
             if fp16_scaler:
                 self.scaler.update()  # unscale_ recorded the infs: lower the scale, start afresh
             self._skip()
@@ -270,8 +274,39 @@ class Trainer:
             else:
                 self.stepped = True
                 self.optimizer_steps += 1
+        if self.world_size > 1:
+            self._average_buffers()
         if stop:
             self.interrupted = self._stop_requested or "signal on another rank"
+
+    def _backup_buffers(self) -> list[torch.Tensor]:
+        """The model's buffers (BatchNorm statistics), one flat copy per dtype: two kernels, no sync."""
+        groups: dict[torch.dtype, list[torch.Tensor]] = {}
+        for b in self.model.buffers():
+            groups.setdefault(b.dtype, []).append(b)
+        return [torch.cat([b.detach().reshape(-1) for b in bufs]) for bufs in groups.values()]
+
+    def _restore_buffers(self, backup: list[torch.Tensor]) -> None:
+        groups: dict[torch.dtype, list[torch.Tensor]] = {}
+        for b in self.model.buffers():
+            groups.setdefault(b.dtype, []).append(b)
+        with torch.no_grad():
+            for bufs, flat in zip(groups.values(), backup, strict=True):
+                for b, v in zip(bufs, flat.split([b.numel() for b in bufs]), strict=True):
+                    b.copy_(v.view_as(b))
+
+    def _average_buffers(self) -> None:
+        """Average the BatchNorm running statistics over ranks (one all-reduce per optimizer step), so
+        every rank evaluates, averages into its EMA and checkpoints the same weights. DDP's own
+        broadcast of rank 0's buffers before each forward is off: in training mode BatchNorm
+        normalises with batch statistics, so the buffers matter only for these three."""
+        floats = [b for b in self.model.buffers() if b.dtype.is_floating_point]
+        if floats:
+            flat = torch.cat([b.reshape(-1) for b in floats])
+            torch.distributed.all_reduce(flat)
+            flat /= self.world_size
+            for b, v in zip(floats, flat.split([b.numel() for b in floats]), strict=True):
+                b.copy_(v.view_as(b))
 
     def _skip(self) -> None:
         self.skipped_steps += 1
@@ -299,7 +334,8 @@ class Trainer:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(_LossForward(model), device_ids=ids, output_device=ids[0] if ids else None)
+        return DistributedDataParallel(_LossForward(model), device_ids=ids, output_device=ids[0] if ids else None,
+                                       broadcast_buffers=False)  # see _average_buffers
 
     # ------------------------------------------------------------------ signals
     def _install_signal_handlers(self) -> dict[int, Any]:
