@@ -45,19 +45,34 @@ def seed_transforms(dataset: Any, seed: int) -> None:
 
 
 def worker_init_fn(worker_id: int) -> None:
-    """Per-worker seeds derived from torch's (base seed from the loader's generator + worker id).
-
-    Workers ignore SIGINT and SIGTERM: Ctrl-C and a scheduler's SIGTERM reach the whole process
-    group, and the trainer still needs a batch or two to reach a clean stopping point and save
-    ``last``. Workers end when the main process closes the loader (or dies: torch's watchdog)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """Per-worker seeds derived from torch's (base seed from the loader's generator + worker id)."""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
     info = get_worker_info()
     if info is not None:
         seed_transforms(info.dataset, seed)
+
+
+def signal_proof_worker_init_fn(worker_id: int) -> None:
+    """``worker_init_fn``, and the worker ignores SIGINT and SIGTERM: Ctrl-C and a scheduler's SIGTERM
+    reach every process of the job, and the trainer still needs a batch or two to reach a clean
+    stopping point and save ``last``. Such workers must be stopped with ``shutdown_workers`` (or die
+    with the main process: torch's watchdog), since multiprocessing's exit-time terminate() is a
+    SIGTERM they ignore."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    worker_init_fn(worker_id)
+
+
+def shutdown_workers(loader: DataLoader) -> None:
+    """Stop ``loader``'s persistent worker processes now rather than when it is garbage collected.
+    (torch has no public close(); its iterator's own shutdown is what garbage collection calls.)"""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+    if hasattr(loader, "_iterator"):
+        loader._iterator = None
 
 
 def batch_seed(seed: int, epoch: int, rank: int, batch: int) -> int:
@@ -159,6 +174,7 @@ def build_dataloader(
     sampler: Sampler | None = None,
     rank: int = 0,
     world_size: int = 1,
+    signal_proof_workers: bool = False,
 ) -> DataLoader:
     """A DataLoader over ``dataset`` items with ``collate``; reproducible for a given ``seed``.
 
@@ -167,7 +183,8 @@ def build_dataloader(
     ``loader.dataset`` is then the ``BatchSeeded`` wrapper. Without shuffling and with
     ``world_size > 1`` each rank reads its ``ShardSampler`` share. An explicit ``sampler`` decides
     the order itself. Workers persist across epochs (no re-fork, caches kept); memory is pinned
-    when CUDA is available.
+    when CUDA is available. ``signal_proof_workers``: workers ignore SIGINT/SIGTERM (see
+    ``signal_proof_worker_init_fn``; the caller must then call ``shutdown_workers``).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -190,6 +207,6 @@ def build_dataloader(
         pin_memory=torch.cuda.is_available(),
         drop_last=drop_last,
         generator=generator,
-        worker_init_fn=worker_init_fn if num_workers > 0 else None,
+        worker_init_fn=(signal_proof_worker_init_fn if signal_proof_workers else worker_init_fn) if num_workers else None,
         persistent_workers=num_workers > 0,
     )

@@ -79,10 +79,13 @@ def build_loaders(cfg: DictConfig, *, rank: int = 0, world_size: int = 1) -> tup
                             cache_images=d.cache_images, where="data.val")
     if len(train_set) == 0:
         raise ConfigError("data.train has no images (see the load summary above).")
+    # workers survive SIGTERM/SIGINT so the trainer can reach a clean stop; run_training shuts them down
     train_loader = build_dataloader(train_set, batch_size=batch_size, shuffle=True, num_workers=cfg.train.num_workers,
-                                    seed=cfg.seed, drop_last=True, rank=rank, world_size=world_size)
+                                    seed=cfg.seed, drop_last=True, rank=rank, world_size=world_size,
+                                    signal_proof_workers=True)
     val_loader = build_dataloader(val_set, batch_size=cfg.eval.batch_size, shuffle=False,
-                                  num_workers=cfg.train.num_workers, seed=cfg.seed, rank=rank, world_size=world_size)
+                                  num_workers=cfg.train.num_workers, seed=cfg.seed, rank=rank, world_size=world_size,
+                                  signal_proof_workers=True)
     if len(train_loader) == 0:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(train_set)} training images.")
     return train_loader, val_loader
@@ -169,6 +172,19 @@ def _run(cfg: DictConfig, run_dir: str | Path, device: torch.device, world: du.D
 
     with du.main_process_first():  # rank 0 renders/caches data first
         train_loader, val_loader = build_loaders(cfg, rank=world.rank, world_size=world.world_size)
+    try:
+        return _train(cfg, run_dir, device, world, train_loader, val_loader, started, progress=progress,
+                      extra_hooks=extra_hooks)
+    finally:
+        from facedet.data.loader import shutdown_workers
+
+        for loader in (train_loader, val_loader):
+            shutdown_workers(loader)
+
+
+def _train(cfg: DictConfig, run_dir: Path, device: torch.device, world: du.DistInfo, train_loader: Any,
+           val_loader: Any, started: float, *, progress: bool, extra_hooks: Sequence[HookBase]) -> dict[str, Any]:
+    t, main = cfg.train, world.rank == 0
     model: Detector = build_detector(cfg.model).to(device)
     log.info("model %s: %.3f M parameters on %s", cfg.model.name, count_parameters(model) / 1e6, device)
     if t.get("sync_bn", False) and world.enabled:

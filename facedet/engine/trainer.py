@@ -334,8 +334,9 @@ class Trainer:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
+        # buffers: synced once at construction, then averaged per optimizer step (see _average_buffers)
         return DistributedDataParallel(_LossForward(model), device_ids=ids, output_device=ids[0] if ids else None,
-                                       broadcast_buffers=False)  # see _average_buffers
+                                       forward_sync_buffers=False)
 
     # ------------------------------------------------------------------ signals
     def _install_signal_handlers(self) -> dict[int, Any]:
