@@ -153,7 +153,7 @@ class Trainer:
         self._bad_in_group = False
         self._stop_requested: str | None = None
         self._pending_rng: list[dict[str, Any]] | None = None
-        self._buffers_backup: list[torch.Tensor] = []
+        self._cache_buffers()
 
     @property
     def steps_per_epoch(self) -> int:
@@ -177,6 +177,7 @@ class Trainer:
             self.epoch_done = False
             self.model.train()
             self._call("before_epoch")
+            self._cache_buffers()
             self._restore_pending_rng()  # mid-epoch: the saved run went on with the next batch
             for batch in self._epoch_batches():
                 self.run_step(batch)
@@ -215,7 +216,7 @@ class Trainer:
             batch = h.preprocess_batch(batch)
         boundary = (self.iter_in_epoch + 1) % self.accumulate == 0 or self.iter_in_epoch + 1 >= self.steps_per_epoch
         if self.iter_in_epoch % self.accumulate == 0:  # a window starts: keep the buffers in case it goes bad
-            self._buffers_backup = self._backup_buffers()
+            self._backup_buffers()
         sync = self._ddp.no_sync() if (self._ddp is not None and not boundary) else contextlib.nullcontext()
         with sync:
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
@@ -260,7 +261,7 @@ class Trainer:
         self._bad_in_group = False
         if bad:
             self.optimizer.zero_grad(set_to_none=True)
-            self._restore_buffers(self._buffers_backup)  # a NaN forward also poisoned BatchNorm's statistics
+            self._restore_buffers()  # a NaN forward also poisoned BatchNorm's statistics
             if fp16_scaler:
                 self.scaler.update()  # unscale_ recorded the infs: lower the scale, start afresh
             self._skip()
@@ -279,28 +280,28 @@ class Trainer:
         if stop:
             self.interrupted = self._stop_requested or "signal on another rank"
 
-    def _backup_buffers(self) -> list[torch.Tensor]:
-        """The model's buffers (BatchNorm statistics), one flat copy per dtype: two kernels, no sync."""
-        groups: dict[torch.dtype, list[torch.Tensor]] = {}
-        for b in self.model.buffers():
-            groups.setdefault(b.dtype, []).append(b)
-        return [torch.cat([b.detach().reshape(-1) for b in bufs]) for bufs in groups.values()]
+    def _cache_buffers(self) -> None:
+        """The model's buffers (BatchNorm statistics) and a same-shaped backup; refreshed every epoch
+        so a hook that swaps modules is picked up, and not walked through every step."""
+        self._buffers = list(self.model.buffers())
+        self._buffers_backup = [b.detach().clone() for b in self._buffers]
 
-    def _restore_buffers(self, backup: list[torch.Tensor]) -> None:
-        groups: dict[torch.dtype, list[torch.Tensor]] = {}
-        for b in self.model.buffers():
-            groups.setdefault(b.dtype, []).append(b)
-        with torch.no_grad():
-            for bufs, flat in zip(groups.values(), backup, strict=True):
-                for b, v in zip(bufs, flat.split([b.numel() for b in bufs]), strict=True):
-                    b.copy_(v.view_as(b))
+    def _backup_buffers(self) -> None:
+        if self._buffers:
+            with torch.no_grad():
+                torch._foreach_copy_(self._buffers_backup, self._buffers)  # one fused copy, no sync
+
+    def _restore_buffers(self) -> None:
+        if self._buffers:
+            with torch.no_grad():
+                torch._foreach_copy_(self._buffers, self._buffers_backup)
 
     def _average_buffers(self) -> None:
         """Average the BatchNorm running statistics over ranks (one all-reduce per optimizer step), so
         every rank evaluates, averages into its EMA and checkpoints the same weights. DDP's own
         broadcast of rank 0's buffers before each forward is off: in training mode BatchNorm
         normalises with batch statistics, so the buffers matter only for these three."""
-        floats = [b for b in self.model.buffers() if b.dtype.is_floating_point]
+        floats = [b for b in self._buffers if b.dtype.is_floating_point]
         if floats:
             flat = torch.cat([b.reshape(-1) for b in floats])
             torch.distributed.all_reduce(flat)
