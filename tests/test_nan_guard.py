@@ -117,3 +117,18 @@ def test_a_nan_inside_an_accumulation_window_skips_the_whole_window(compose_cfg)
     trainer.train()
     # 6 batches = 3 windows; the poisoned batch 2 spoils window 2 only
     assert trainer.optimizer_steps == 2 and trainer.skipped_steps == 1
+
+
+def test_with_a_grad_scaler_an_overflow_lowers_the_scale_and_is_not_a_nan_step(compose_cfg):
+    """The fp16 path, exercised on the CPU with an enabled GradScaler (no autocast here): inf
+    gradients make GradScaler skip the step and halve the scale; the guard counts an overflow."""
+    trainer = make_trainer(compose_cfg, [])
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    param = next(trainer.model.parameters())
+    handle = param.register_hook(lambda g: g * float("inf"))
+    trainer.run_step(next(iter(trainer.train_loader)))
+    handle.remove()
+    assert trainer.amp_overflow_steps == 1 and trainer.skipped_steps == 0 and not trainer.stepped
+    assert trainer.scaler.get_scale() == 512.0 and trainer.optimizer.state == {}
+    trainer.run_step(next(iter(trainer.train_loader)))  # a normal step goes through
+    assert trainer.stepped and trainer.optimizer_steps == 1

@@ -158,12 +158,12 @@ def test_rng_states_survive_a_weights_only_checkpoint(tmp_path):
 
 def test_sigint_asks_for_a_clean_stop_and_a_second_one_quits():
     trainer = linear_trainer(2, 1)
-    trainer._on_signal(signal.SIGINT, None)
-    assert trainer._stop_requested == "SIGINT"
+    trainer._stop.handle(signal.SIGINT)
+    assert trainer._stop.requested == "SIGINT"
     trainer.run_step(next(iter(trainer.train_loader)))  # the next optimizer step notices it
     assert trainer.interrupted == "SIGINT"
     with pytest.raises(KeyboardInterrupt):
-        trainer._on_signal(signal.SIGINT, None)
+        trainer._stop.handle(signal.SIGINT)
 
 
 def test_distributed_helpers_fall_back_to_one_process():

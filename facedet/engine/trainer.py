@@ -15,8 +15,6 @@ import contextlib
 import itertools
 import logging
 import math
-import signal
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -25,9 +23,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from facedet.engine import distributed as du
+from facedet.engine.buffers import BufferKeeper
 from facedet.engine.checkpoint import CheckpointError, load_model_state
 from facedet.engine.optim import set_lr
 from facedet.engine.rng import capture_rng, restore_rng
+from facedet.engine.stop_signals import StopRequest
+from facedet.registry import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +113,10 @@ class Trainer:
         self.max_epochs = max_epochs
         self.base_lr = base_lr
         self.lr_factor = lr_factor
-        mode = {True: "fp16", False: "off"}.get(amp, str(amp)) if isinstance(amp, bool) else str(amp)
+        mode = str(amp).lower()
+        mode = {"true": "fp16", "false": "off", "none": "off"}.get(mode, mode)
         if mode not in ("off", *AMP_DTYPES):
-            raise ValueError(f"amp must be false, true, 'fp16' or 'bf16', got {amp!r}")
+            raise ConfigError(f"train.amp must be true, false, fp16 or bf16, got {amp!r}")
         if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             log.warning("train.amp=bf16 but this GPU has no bfloat16 support: using fp16 with a GradScaler")
             mode = "fp16"
@@ -151,9 +153,9 @@ class Trainer:
         self.epoch_done = False
         self._bad_in_row = 0
         self._bad_in_group = False
-        self._stop_requested: str | None = None
+        self._stop = StopRequest()
         self._pending_rng: list[dict[str, Any]] | None = None
-        self._cache_buffers()
+        self._buffers = BufferKeeper(model)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -161,11 +163,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> None:
-        previous = self._install_signal_handlers()
-        try:
+        with self._stop.installed(self.handle_signals):
             self._train()
-        finally:
-            self._restore_signal_handlers(previous)
 
     def _train(self) -> None:
         self._call("before_train")
@@ -177,7 +176,7 @@ class Trainer:
             self.epoch_done = False
             self.model.train()
             self._call("before_epoch")
-            self._cache_buffers()
+            self._buffers.refresh()
             self._restore_pending_rng()  # mid-epoch: the saved run went on with the next batch
             for batch in self._epoch_batches():
                 self.run_step(batch)
@@ -216,7 +215,7 @@ class Trainer:
             batch = h.preprocess_batch(batch)
         boundary = (self.iter_in_epoch + 1) % self.accumulate == 0 or self.iter_in_epoch + 1 >= self.steps_per_epoch
         if self.iter_in_epoch % self.accumulate == 0:  # a window starts: keep the buffers in case it goes bad
-            self._backup_buffers()
+            self._buffers.backup()
         sync = self._ddp.no_sync() if (self._ddp is not None and not boundary) else contextlib.nullcontext()
         with sync:
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
@@ -255,13 +254,13 @@ class Trainer:
     def _optimizer_step(self) -> None:
         fp16_scaler = self.scaler.is_enabled()
         bad_grad = not math.isfinite(self.grad_norm)
-        stop, bad = self._stop_requested is not None, self._bad_in_group or (bad_grad and not fp16_scaler)
+        stop, bad = self._stop.requested is not None, self._bad_in_group or (bad_grad and not fp16_scaler)
         if self.world_size > 1:  # every rank must take the same decisions
             stop, bad = du.any_rank(stop, bad)
         self._bad_in_group = False
         if bad:
             self.optimizer.zero_grad(set_to_none=True)
-            self._restore_buffers()  # a NaN forward also poisoned BatchNorm's statistics
+            self._buffers.restore()  # a NaN forward also poisoned BatchNorm's statistics
             if fp16_scaler:
                 self.scaler.update()  # unscale_ recorded the infs: lower the scale, start afresh
             self._skip()
@@ -276,38 +275,9 @@ class Trainer:
                 self.stepped = True
                 self.optimizer_steps += 1
         if self.world_size > 1:
-            self._average_buffers()
+            self._buffers.average_across_ranks(self.world_size)
         if stop:
-            self.interrupted = self._stop_requested or "signal on another rank"
-
-    def _cache_buffers(self) -> None:
-        """The model's buffers (BatchNorm statistics) and a same-shaped backup; refreshed every epoch
-        so a hook that swaps modules is picked up, and not walked through every step."""
-        self._buffers = list(self.model.buffers())
-        self._buffers_backup = [b.detach().clone() for b in self._buffers]
-
-    def _backup_buffers(self) -> None:
-        if self._buffers:
-            with torch.no_grad():
-                torch._foreach_copy_(self._buffers_backup, self._buffers)  # one fused copy, no sync
-
-    def _restore_buffers(self) -> None:
-        if self._buffers:
-            with torch.no_grad():
-                torch._foreach_copy_(self._buffers, self._buffers_backup)
-
-    def _average_buffers(self) -> None:
-        """Average the BatchNorm running statistics over ranks (one all-reduce per optimizer step), so
-        every rank evaluates, averages into its EMA and checkpoints the same weights. DDP's own
-        broadcast of rank 0's buffers before each forward is off: in training mode BatchNorm
-        normalises with batch statistics, so the buffers matter only for these three."""
-        floats = [b for b in self._buffers if b.dtype.is_floating_point]
-        if floats:
-            flat = torch.cat([b.reshape(-1) for b in floats])
-            torch.distributed.all_reduce(flat)
-            flat /= self.world_size
-            for b, v in zip(floats, flat.split([b.numel() for b in floats]), strict=True):
-                b.copy_(v.view_as(b))
+            self.interrupted = self._stop.requested or "signal on another rank"
 
     def _skip(self) -> None:
         self.skipped_steps += 1
@@ -335,38 +305,18 @@ class Trainer:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        # buffers: synced once at construction, then averaged per optimizer step (see _average_buffers)
+        # buffers: synced once at construction, then averaged per optimizer step (BufferKeeper)
         return DistributedDataParallel(_LossForward(model), device_ids=ids, output_device=ids[0] if ids else None,
                                        forward_sync_buffers=False)
 
-    # ------------------------------------------------------------------ signals
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, self._on_signal)
-        return previous
-
-    def _restore_signal_handlers(self, previous: dict[int, Any]) -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if self._stop_requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without saving
-        self._stop_requested = name
-        log.warning("%s received: stopping at the next optimizer step and saving checkpoints/last.pt "
-                    "(Ctrl-C again to quit without saving)", name)
-
+    # ------------------------------------------------------------------ stopping
     def _agree_to_stop(self) -> bool:
         """Collective under DDP (call it on every rank); free in a single process."""
-        stop = self._stop_requested is not None
+        stop = self._stop.requested is not None
         if self.world_size > 1:
             stop = du.any_rank(stop)[0]
         if stop:
-            self.interrupted = self._stop_requested or "signal on another rank"
+            self.interrupted = self._stop.requested or "signal on another rank"
         return stop
 
     # ------------------------------------------------------------------ state
