@@ -185,6 +185,8 @@ class LoggingHook(HookBase):
                 for k, v in t.metrics.items():
                     if isinstance(v, (int, float)):
                         self.writer.add_scalar(f"val/{k}", v, t.step)
+        if self.writer is not None:
+            self.writer.flush()  # a run that dies later keeps its curves
         log.info(line)
 
     def after_train(self) -> None:

@@ -111,7 +111,8 @@ def accumulation(batch_size: int, nominal: int) -> tuple[int, float]:
 # Config keys whose change on resume does not alter what is computed (data order and augmentation
 # do not depend on the number of workers: see facedet/data/loader.py).
 _RESUME_HARMLESS = ("train.resume", "train.epochs", "train.num_workers", "train.threads", "train.log_interval",
-                    "train.tensorboard", "train.vis_images", "train.save_interval", "eval.batch_size")
+                    "train.tensorboard", "train.vis_images", "train.save_interval", "train.nan_patience",
+                    "eval.batch_size")
 
 
 @contextlib.contextmanager
@@ -222,7 +223,8 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, world: du.DistI
     ]
     trainer = Trainer(model=model, optimizer=optimizer, train_loader=train_loader, device=device,
                       max_epochs=t.epochs, base_lr=o.lr, lr_factor=lr_factor, hooks=hooks, amp=t.amp,
-                      grad_clip=t.grad_clip, accumulate=accumulate, nan_patience=int(t.get("nan_patience", 10)))
+                      grad_clip=t.grad_clip, accumulate=accumulate, nan_patience=int(t.get("nan_patience", 10)),
+                      find_unused_parameters=bool(t.get("ddp_find_unused", False)))
     if world.rank > 0:
         seed_everything(int(cfg.seed) + world.rank)  # same weights everywhere, different random draws per rank
     resumed = _resume(trainer, cfg, config_dict, run_dir, lr_factor)
@@ -286,6 +288,9 @@ def _resume(trainer: Trainer, cfg: DictConfig, config: dict[str, Any], run_dir: 
         log.info("train.epochs changed %s -> %s: the cosine schedule is recomputed over %d steps, so the learning "
                  "rate factor at step %d goes %.4g -> %.4g", old_epochs, trainer.max_epochs, lr_factor.total_steps,
                  trainer.step, old_factor(trainer.step), lr_factor(trainer.step))
+    if trainer.start_epoch >= trainer.max_epochs:
+        log.warning("%s has already done %d epochs and train.epochs=%d: nothing left to train (raise train.epochs "
+                    "to continue)", path, trainer.start_epoch, trainer.max_epochs)
     where = (f"epoch {trainer.start_epoch + 1}, batch {trainer.start_iter}" if trainer.start_iter
              else f"the start of epoch {trainer.start_epoch + 1}")
     log.info("resumed from %s (step %d): continuing at %s of %d", path, trainer.step, where, trainer.max_epochs)

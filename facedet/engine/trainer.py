@@ -87,6 +87,8 @@ class Trainer:
 
     ``amp``: False, True/"fp16" (float16 + GradScaler) or "bf16"; only on CUDA. ``accumulate``:
     batches per optimizer step. ``nan_patience``: non-finite steps in a row before stopping.
+    ``find_unused_parameters``: passed to DDP, for models with trainable parameters that get no
+    gradient (slower: DDP then searches the graph every step).
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class Trainer:
         accumulate: int = 1,
         nan_patience: int = 10,
         handle_signals: bool = True,
+        find_unused_parameters: bool = False,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -130,7 +133,7 @@ class Trainer:
         self.handle_signals = handle_signals
         self.world_size = du.get_world_size()
         self.rank = du.get_rank()
-        self._ddp = self._wrap_ddp(model) if self.world_size > 1 else None
+        self._ddp = self._wrap_ddp(model, find_unused_parameters) if self.world_size > 1 else None
         self.hooks = list(hooks)
         for h in self.hooks:
             h.trainer = self
@@ -301,13 +304,13 @@ class Trainer:
         targets = [{k: v.to(self.device) for k, v in t.items()} for t in batch["targets"]]
         return batch | {"images": images, "targets": targets}
 
-    def _wrap_ddp(self, model: nn.Module) -> nn.Module:
+    def _wrap_ddp(self, model: nn.Module, find_unused_parameters: bool) -> nn.Module:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
         # buffers: synced once at construction, then averaged per optimizer step (BufferKeeper)
         return DistributedDataParallel(_LossForward(model), device_ids=ids, output_device=ids[0] if ids else None,
-                                       forward_sync_buffers=False)
+                                       forward_sync_buffers=False, find_unused_parameters=find_unused_parameters)
 
     # ------------------------------------------------------------------ stopping
     def _agree_to_stop(self) -> bool:
@@ -367,6 +370,7 @@ class Trainer:
         self.epoch = int(ckpt.get("epoch", 0))
         done = bool(ckpt.get("epoch_done", "iter_in_epoch" not in ckpt))  # old checkpoints: epoch ends
         self.start_epoch, self.start_iter = (self.epoch + 1, 0) if done else (self.epoch, int(ckpt["iter_in_epoch"]))
+        self.epoch_done = done
         self.step = int(ckpt.get("step", 0))
         self.optimizer_steps = int(ckpt.get("optimizer_steps", self.step))
         self.skipped_steps = int(ckpt.get("skipped_steps", 0))
