@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from facedet.engine.checkpoint import CheckpointError
+from facedet.engine.trainer import TrainingDiverged
 from facedet.registry import ConfigError
 
 log = logging.getLogger("facedet")
@@ -33,7 +34,7 @@ def find_config_dir() -> str:
 CONFIG_DIR = find_config_dir()
 
 # Errors a user causes and can fix from the message alone: no traceback for these.
-USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError)
+USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError, TrainingDiverged)
 
 
 @contextlib.contextmanager

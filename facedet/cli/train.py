@@ -1,25 +1,46 @@
-"""``facedet-train`` / ``tools/train.py``: train a detector from the composed Hydra config."""
+"""``facedet-train`` / ``tools/train.py``: train a detector from the composed Hydra config.
+
+Under ``torchrun`` every process runs this; ranks other than 0 get overrides that keep Hydra from
+writing an output folder or log file of their own (rank 0 owns the run directory).
+"""
 
 from __future__ import annotations
+
+import signal
+import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from facedet.cli.common import CONFIG_DIR, user_errors
+from facedet.engine.distributed import env_world, hydra_overrides_for_rank
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float:
+def _train(cfg: DictConfig) -> float:
     from facedet.engine.run import run_training
 
     with user_errors():
         result = run_training(cfg, HydraConfig.get().runtime.output_dir)
-    best = result["best"]
-    print(f"facedet: best {cfg.train.best_metric} = {best[cfg.train.best_metric]:.4f} "
-          f"(AP50 {best['AP50']:.4f}, AP50:95 {best['AP']:.4f}) in {result['train_seconds']:.0f} s; "
-          f"run dir: {HydraConfig.get().runtime.output_dir}")
-    return float(best[cfg.train.best_metric])  # the value a Hydra sweeper would optimise
+    best, main_rank = result["best"], env_world().rank == 0
+    run_dir = HydraConfig.get().runtime.output_dir
+    if result["interrupted"]:
+        if main_rank:
+            print(f"facedet: stopped by {result['interrupted']} at step {result['steps']}; checkpoints/last.pt saved; "
+                  f"continue with train.resume={run_dir}/checkpoints/last.pt", file=sys.stderr)
+        name = str(result["interrupted"])
+        sys.exit(128 + signal.Signals[name].value if name in signal.Signals.__members__ else 1)
+    if main_rank and cfg.train.best_metric in best:
+        print(f"facedet: best {cfg.train.best_metric} = {best[cfg.train.best_metric]:.4f} "
+              f"(AP50 {best['AP50']:.4f}, AP50:95 {best['AP']:.4f}) in {result['train_seconds']:.0f} s; "
+              f"run dir: {run_dir}")
+    return float(best.get(cfg.train.best_metric, float("nan")))  # the value a Hydra sweeper would optimise
+
+
+def main() -> None:
+    sys.argv += hydra_overrides_for_rank()
+    _train()
 
 
 if __name__ == "__main__":

@@ -97,3 +97,43 @@ def model_weights(ckpt: dict[str, Any], *, use_ema: bool = True) -> tuple[str, d
     if "model" not in ckpt:
         raise CheckpointError("The checkpoint holds no 'model' weights; is it a facedet training checkpoint?")
     return "model", ckpt["model"]
+
+
+def find_resume_checkpoint(resume: Any, run_dir: str | Path) -> Path | None:
+    """The checkpoint ``train.resume`` names: ``false``/``null`` -> None; a path -> that file;
+    ``true`` -> the newest ``checkpoints/last.pt`` of this run directory or of its siblings (earlier
+    runs of the same name: ``runs/<name>/*``), an error if there is none; ``auto`` -> the same, or
+    None to start afresh (for schedulers that requeue the same command)."""
+    if resume is None or resume is False or str(resume).lower() in ("false", "none", "null", ""):
+        return None
+    if resume is True or str(resume).lower() in ("true", "auto"):
+        run_dir = Path(run_dir).absolute()
+        own = run_dir / "checkpoints" / "last.pt"
+        found = [own] if own.is_file() else sorted(
+            run_dir.parent.glob("*/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime)
+        if found:
+            return found[-1]
+        if str(resume).lower() == "auto":
+            return None
+        raise CheckpointError(
+            f"train.resume=true but there is no checkpoints/last.pt in {run_dir} or beside it in {run_dir.parent}; "
+            "give the path: train.resume=runs/<name>/<time>/checkpoints/last.pt"
+        )
+    path = Path(str(resume)).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"train.resume: checkpoint not found: {path.absolute()}")
+    return path
+
+
+def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``key: old -> new`` lines for the leaves where two plain config dicts differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if k not in old or k not in new:
+                out.append(f"{key}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}")
+            else:
+                out += config_differences(old[k], new[k], key)
+        return out
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]

@@ -8,6 +8,8 @@ import math
 import torch
 from torch import nn
 
+from facedet.engine.checkpoint import load_model_state
+
 
 class ModelEMA:
     """EMA of a model's parameters and buffers, as in YOLOv5: ``decay * (1 - exp(-updates / tau))``.
@@ -42,5 +44,5 @@ class ModelEMA:
         return {"module": self.module.state_dict(), "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
-        self.module.load_state_dict(state["module"])
+        load_model_state(self.module, state["module"], "the checkpoint's EMA weights")
         self.updates = int(state["updates"])

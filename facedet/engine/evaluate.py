@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from facedet.engine.distributed import gather_across_ranks
 from facedet.evaluation.coco import COCOEvaluator
 from facedet.structures import boxes_to_original
 
@@ -37,7 +38,7 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
-    evaluator = COCOEvaluator(loader.dataset.records)
+    evaluator = gather_across_ranks(COCOEvaluator(loader.dataset.records))  # DDP: ranks' shards, scored once
     autocast = torch.autocast(device.type, enabled=amp and device.type == "cuda")
     for batch in tqdm(loader, desc="eval", leave=False, disable=not progress):
         images = batch["images"].to(device, non_blocking=True)

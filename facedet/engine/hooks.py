@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from facedet.engine import distributed as du
 from facedet.engine.checkpoint import save_checkpoint
 from facedet.engine.ema import ModelEMA
 from facedet.engine.evaluate import evaluate
@@ -29,7 +31,8 @@ class EMAHook(HookBase):
         self.trainer.eval_model = self.ema.module
 
     def after_step(self) -> None:
-        self.ema.update(self.trainer.model)
+        if getattr(self.trainer, "stepped", True):  # not while accumulating, not after a skipped step
+            self.ema.update(self.trainer.model)
 
     def state_dict(self) -> dict[str, Any]:
         return self.ema.state_dict()
@@ -60,8 +63,10 @@ class EvalHook(HookBase):
             return
         model = getattr(t, "eval_model", t.model)
         start = time.perf_counter()
+        main = du.is_main_process()  # under DDP every rank evaluates its share; rank 0 writes
         metrics = evaluate(model, self.loader, device=t.device, amp=t.amp, settings=self.settings,
-                           results_path=self.run_dir / "predictions.tmp.json", progress=self.progress)
+                           results_path=self.run_dir / "predictions.tmp.json" if main else None,
+                           progress=self.progress)
         if self.metric not in metrics:
             raise KeyError(f"train.best_metric '{self.metric}' is not an evaluation metric: {sorted(metrics)}")
         metrics.update(epoch=done, step=t.step, eval_seconds=round(time.perf_counter() - start, 2))
@@ -71,7 +76,8 @@ class EvalHook(HookBase):
             t.best_metric = float(metrics[self.metric])
             t.is_best = True
             t.best_metrics = metrics
-            (self.run_dir / "predictions.tmp.json").replace(self.run_dir / "predictions.json")
+            if main:
+                (self.run_dir / "predictions.tmp.json").replace(self.run_dir / "predictions.json")
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}
@@ -81,20 +87,48 @@ class EvalHook(HookBase):
 
 
 class CheckpointHook(HookBase):
-    """Writes ``last.pt`` after every epoch and ``best.pt`` when the evaluation improved, atomically.
-    Each holds the full training state plus the resolved config, so it can be evaluated or
-    resumed on its own."""
+    """Writes ``last.pt`` after every epoch (and every ``interval_steps`` optimizer steps when > 0)
+    and ``best.pt`` when the evaluation improved, atomically. Each holds the full training state
+    plus the resolved config, so it can be evaluated or resumed on its own. After SIGTERM/SIGINT
+    (``trainer.interrupted``) it writes ``last.pt`` at the point where training stopped.
 
-    def __init__(self, ckpt_dir: Path, *, config: dict[str, Any]) -> None:
+    Under DDP every rank builds the state (the RNG states are gathered) and rank 0 writes it.
+    The RNG states are captured here, so hooks placed after this one must not draw random numbers
+    in ``after_step``/``after_epoch``, or a resumed run would see different ones.
+    """
+
+    def __init__(self, ckpt_dir: Path, *, config: dict[str, Any], interval_steps: int = 0) -> None:
         self.dir = Path(ckpt_dir)
         self.config = config
+        self.interval_steps = max(0, int(interval_steps))
+        self._saved_step = -1
+
+    def _save(self, *, best: bool = False) -> None:
+        t = self.trainer
+        state = t.state_dict() | {"config": self.config}
+        if du.is_main_process():
+            save_checkpoint(state, self.dir / "last.pt")
+            if best:
+                save_checkpoint(state, self.dir / "best.pt")
+        self._saved_step = t.step
+
+    def after_step(self) -> None:
+        t = self.trainer
+        if (self.interval_steps and getattr(t, "stepped", True) and t.optimizer_steps % self.interval_steps == 0
+                and t.iter_in_epoch < t.steps_per_epoch):  # the epoch end saves anyway
+            self._save()
 
     def after_epoch(self) -> None:
+        self._save(best=self.trainer.is_best)
+
+    def after_train(self) -> None:
         t = self.trainer
-        state = t.state_dict() | {"config": self.config, "metrics": t.metrics}
-        save_checkpoint(state, self.dir / "last.pt")
-        if t.is_best:
-            save_checkpoint(state, self.dir / "best.pt")
+        if t.interrupted and self._saved_step != t.step:
+            self._save()
+        if t.interrupted:
+            du.barrier()  # others wait until rank 0 has written before anyone exits
+            log.info("saved %s at epoch %d, step %d after %s", self.dir / "last.pt", t.epoch + 1, t.step,
+                     t.interrupted)
 
 
 class LoggingHook(HookBase):
@@ -112,17 +146,18 @@ class LoggingHook(HookBase):
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.tb_dir))
+        self.trainer.tb_writer = self.writer  # other hooks (prediction grid, sample grids) add to it
 
     def before_epoch(self) -> None:
         t = self.trainer
-        self.bar = tqdm(total=t.steps_per_epoch, desc=f"epoch {t.epoch + 1}/{t.max_epochs}",
+        self.bar = tqdm(total=t.steps_per_epoch, initial=t.iter_in_epoch, desc=f"epoch {t.epoch + 1}/{t.max_epochs}",
                         disable=not self.progress, leave=False, dynamic_ncols=True)
         self.t0 = time.perf_counter()
         self.images = 0
 
     def after_step(self) -> None:
         t = self.trainer
-        self.images += t.train_loader.batch_size or 0
+        self.images += (t.train_loader.batch_size or 0) * getattr(t, "world_size", 1)  # all ranks
         self.bar.update(1)
         if t.step % self.log_interval == 0:
             self.bar.set_postfix({k: f"{v:.3f}" for k, v in t.losses.items()} | {"lr": f"{t.lr:.4g}"})
@@ -132,6 +167,9 @@ class LoggingHook(HookBase):
                 self.writer.add_scalar("train/lr", t.lr, t.step)
                 ips = self.images / max(time.perf_counter() - self.t0, 1e-9)
                 self.writer.add_scalar("train/images_per_s", ips, t.step)
+                if math.isfinite(getattr(t, "grad_norm", math.nan)):
+                    self.writer.add_scalar("train/grad_norm", t.grad_norm, t.step)
+                self.writer.add_scalar("train/skipped_steps", getattr(t, "skipped_steps", 0), t.step)
 
     def after_epoch(self) -> None:
         t = self.trainer
@@ -139,15 +177,21 @@ class LoggingHook(HookBase):
         secs = time.perf_counter() - self.t0
         line = (f"epoch {t.epoch + 1}/{t.max_epochs} loss {t.losses.get('loss', float('nan')):.4f} "
                 f"lr {t.lr:.4g} {self.images / max(secs, 1e-9):.1f} img/s")
+        if getattr(t, "skipped_steps", 0):
+            line += f" ({t.skipped_steps} non-finite steps skipped so far)"
         if t.metrics.get("epoch") == t.epoch + 1:
             line += f" | AP50 {t.metrics['AP50']:.4f} AP {t.metrics['AP']:.4f}" + (" (best)" if t.is_best else "")
             if self.writer is not None:
                 for k, v in t.metrics.items():
                     if isinstance(v, (int, float)):
                         self.writer.add_scalar(f"val/{k}", v, t.step)
+        if self.writer is not None:
+            self.writer.flush()  # a run that dies later keeps its curves
         log.info(line)
 
     def after_train(self) -> None:
+        if getattr(self, "bar", None) is not None:
+            self.bar.close()
         if self.writer is not None:
             self.writer.close()
 
