@@ -52,7 +52,7 @@ def test_two_gloo_processes_stay_identical_and_only_rank0_writes(tmp_path):
     assert len(list((run_dir / "tb").iterdir())) == 1
     log = (run_dir / "train.log").read_text()
     assert log.count("distributed: 2 processes, backend gloo") == 1
-    assert log.count("model yolov4_nano:") == 1 and log.count("epoch 2/2") == 1
+    assert log.count("model yolov4_nano on cpu:") == 1 and log.count("epoch 2/2") == 1
 
 
 @pytest.mark.slow
