@@ -45,7 +45,10 @@ def load_image(path: str | Path) -> np.ndarray:
         buf = np.fromfile(str(path), np.uint8)  # imdecode also copes with non-ASCII paths
     except OSError as e:
         raise ImageError(f"cannot read image {path}: {e}", "missing_image") from e
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION) if buf.size else None
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION) if buf.size else None
+    except cv2.error:  # some decoders raise rather than return None on corrupt data
+        img = None
     if img is None:
         raise ImageError(f"cannot decode image {path} (corrupt or not an image)", "undecodable_image")
     # JPEG: entropy-coded data never contains FF D9 (0xFF is byte-stuffed), so a file without the

@@ -95,7 +95,10 @@ class LoadStats:
 def image_size(path: Path) -> tuple[int, int] | str:
     """(H, W) from the image header (PIL reads no pixels for this), or the reason it cannot be used:
     ``missing_image`` or ``unreadable_image``."""
-    if not path.is_file():
+    try:
+        if not path.is_file():
+            return "missing_image"
+    except (OSError, ValueError):  # a name too long for the file system, or with a NUL byte
         return "missing_image"
     try:
         with Image.open(path) as im:

@@ -47,6 +47,8 @@ def _load(ann_file: Path) -> dict[str, Any]:
         raise LabelError(f"{ann_file}: not UTF-8 text ({e.reason}); is this a COCO json file?") from None
     except json.JSONDecodeError as e:
         raise LabelError(f"{ann_file}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise LabelError(f"{ann_file}: JSON nested too deeply; not a COCO detection file") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise LabelError(f"{ann_file}: not a COCO detection file (no 'images' list)")
     if not isinstance(data.get("annotations", []), list):
