@@ -28,6 +28,8 @@ def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
 
 def seed_transforms(dataset: Any, seed: int) -> None:
     """Seed the random transforms of ``dataset`` (looking through Subset/ConcatDataset wrappers)."""
+    if hasattr(dataset, "set_seed"):  # wrappers with their own randomness (mosaic, mixup)
+        dataset.set_seed(seed)
     transform = getattr(dataset, "transform", None)
     if transform is not None and hasattr(transform, "set_seed"):
         transform.set_seed(seed)
