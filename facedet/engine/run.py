@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from facedet.anchors import check_anchors
+from facedet.engine.data_hooks import build_data_hooks
 from facedet.engine.ema import ModelEMA
 from facedet.engine.hooks import CheckpointHook, EMAHook, EvalHook, LoggingHook, count_parameters
 from facedet.engine.optim import WarmupCosine, build_optimizer
@@ -43,22 +45,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_dataset(node: Any, *, img_size: int, aug: Any, cache_images: bool, where: str):
+def build_dataset(node: Any, *, img_size: int, aug: Any, cache_images: bool, where: str,
+                  min_face_size: float = 0.0):
     from facedet.data import build_transforms  # registers datasets and transforms
 
     if img_size % 32:
         raise ConfigError(f"data.img_size must be a multiple of 32 (the largest stride), got {img_size}.")
     specs = OmegaConf.to_container(aug, resolve=True) if aug is not None else []
-    transform = build_transforms(specs or [], img_size)
+    transform = build_transforms(specs or [], img_size, min_face_size=min_face_size)
     return build(node, DATASETS, where=where, transform=transform, cache_images=cache_images)
 
 
 def build_loaders(cfg: DictConfig) -> tuple[Any, Any]:
-    from facedet.data import build_dataloader
+    from facedet.data import build_dataloader, wrap_train_dataset
 
     d = cfg.data
     train_set = build_dataset(d.train, img_size=d.img_size, aug=cfg.aug.train,
-                              cache_images=d.cache_images, where="data.train")
+                              cache_images=d.cache_images, where="data.train",
+                              min_face_size=float(cfg.aug.get("min_face_size") or 0))
+    train_set = wrap_train_dataset(train_set, OmegaConf.to_container(cfg.aug, resolve=True))  # mosaic, mixup
     val_set = build_dataset(d.val, img_size=d.img_size, aug=cfg.aug.get("val"),
                             cache_images=d.cache_images, where="data.val")
     if len(train_set) == 0:
@@ -93,6 +98,9 @@ def run_training(cfg: DictConfig, run_dir: str | Path, *, progress: bool = True)
     train_loader, val_loader = build_loaders(cfg)
     model: Detector = build_detector(cfg.model).to(device)
     log.info("model %s: %.3f M parameters on %s", cfg.model.name, count_parameters(model) / 1e6, device)
+    check_anchors(train_loader.dataset.records, model.head.anchors.cpu().numpy(), img_size=int(cfg.data.img_size),
+                  iou_t=float(OmegaConf.select(cfg, "model.loss.assigner.iou_t", default=0.213)),
+                  min_face_size=float(cfg.aug.get("min_face_size") or 0), data_name=str(cfg.data.name))
 
     o, s, t = cfg.optim, cfg.schedule, cfg.train
     optimizer = build_optimizer(model, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
@@ -112,6 +120,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, *, progress: bool = True)
         CheckpointHook(run_dir / "checkpoints", config=config_dict),
         LoggingHook(run_dir / "tb" if t.tensorboard else None, log_interval=t.log_interval, progress=progress),
     ]
+    hooks += build_data_hooks(cfg, train_loader)  # close-mosaic, multi-scale, SAT, sample grid (aug config)
     trainer = Trainer(model=model, optimizer=optimizer, train_loader=train_loader, device=device,
                       max_epochs=t.epochs, base_lr=o.lr, lr_factor=lr_factor, hooks=hooks, amp=t.amp,
                       grad_clip=t.grad_clip)
