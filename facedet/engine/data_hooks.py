@@ -50,10 +50,11 @@ def resize_batch(batch: dict[str, Any], size: int, *, min_face_size: float = 0.0
     side falls below ``min_face_size`` become ignore. Antialiased when shrinking."""
     images = batch["images"]
     s = images.shape[-1]
-    if size == s:
+    if size == s and min_face_size <= 0:
         return batch
     f = size / s
-    images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=f < 1)
+    if size != s:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=f < 1)
     targets = []
     for t in batch["targets"]:
         boxes = t["boxes"] * f
