@@ -174,3 +174,21 @@ def test_multi_scale_sizes_and_targets(tmp_path):
     big = b[(b[:, 2:] - b[:, :2]).min(1).values > 8]
     for x1, y1, x2, y2 in big.round().int().tolist():
         assert small["images"][0, :, y1 + 1 : y2 - 1, x1 + 1 : x2 - 1].min(0).values.mean() > 0.8
+
+
+def test_worker_transport_gives_the_same_batches(tmp_path):
+    """Workers send uint8 images and packed targets; the loader's batches equal in-process ones."""
+    ds = _dataset(tmp_path, min_face_size=6)
+
+    def batches(workers):
+        dl = build_dataloader(ds, batch_size=4, shuffle=False, num_workers=workers, seed=0)
+        return list(dl)
+
+    for a, b in zip(batches(0), batches(2), strict=True):
+        assert b["images"].dtype == torch.float32 and torch.equal(a["images"], b["images"])
+        assert len(a["targets"]) == len(b["targets"]) == len(a["images"]) and a["metas"] == b["metas"]
+        for ta, tb in zip(a["targets"], b["targets"], strict=True):
+            assert ta.keys() == tb.keys()
+            for k in ta:
+                torch.testing.assert_close(ta[k], tb[k], equal_nan=True)
+    assert isinstance(ds[0]["image"], torch.Tensor) and ds[0]["image"].dtype == torch.float32  # direct use

@@ -157,6 +157,8 @@ class MixUp(Dataset):
                                f"{tuple(other['image'].shape)}")
         r = float(self.rng.beta(self.alpha, self.alpha))
         image = item["image"] * r + other["image"] * (1 - r)
+        if item["image"].dtype == torch.uint8:  # inside a loader worker (see loader.py)
+            image = image.round_().to(torch.uint8)
         target = {k: torch.cat([item["target"][k], other["target"][k]]) for k in item["target"]}
         return {"image": image, "target": target, "meta": item["meta"]}
 

@@ -175,16 +175,26 @@ class HSV(_RandomStep):
         return sample | {"image": cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)}
 
 
+def to_unit_float(a: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [0, 1]. In numpy: torch's intra-op threads make this 50-100x slower in the
+    main process of a busy machine, for a job that is one pass over the pixels."""
+    return np.divide(a, np.float32(255.0), dtype=np.float32)
+
+
 @TRANSFORMS.register("to_tensor")
 class ToTensor:
     """Sample -> ``{"image": float32 3xSxS in [0, 1], "target": {boxes, labels, ignore, landmarks},
-    "meta"}`` (the last step of every pipeline)."""
+    "meta"}`` (the last step of every pipeline).
+
+    ``uint8 = True`` (set only inside DataLoader workers, see ``loader.py``) emits the image as uint8
+    3xSxS instead: a quarter of the bytes to pass between processes; the loader divides by 255 in
+    the main process, so batches are the same either way."""
+
+    uint8 = False
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        # in numpy: torch's intra-op threads make this 50-100x slower in the main process of a busy
-        # machine (num_workers=0), for a job that is one pass over the pixels
         chw = np.ascontiguousarray(sample["image"].transpose(2, 0, 1))
-        img = torch.from_numpy(np.divide(chw, np.float32(255.0), dtype=np.float32))
+        img = torch.from_numpy(chw if self.uint8 else to_unit_float(chw))
         target = {
             "boxes": torch.from_numpy(np.asarray(sample["boxes"], np.float32).reshape(-1, 4)),
             "labels": torch.from_numpy(np.asarray(sample["labels"], np.int64).reshape(-1)),
