@@ -3,7 +3,13 @@ training-start check."""
 
 from facedet.anchors.fit import anchors_yaml, fit_anchors, per_level, write_anchors
 from facedet.anchors.kmeans import anchor_fitness, genetic_refine, kmeans_iou, sort_by_area, wh_iou
-from facedet.anchors.report import AnchorReport, anchor_report, check_anchors, letterboxed_wh
+from facedet.anchors.report import (
+    AnchorReport,
+    anchor_report,
+    check_anchors,
+    check_training_anchors,
+    letterboxed_wh,
+)
 
 __all__ = [
     "AnchorReport",
@@ -11,6 +17,7 @@ __all__ = [
     "anchors_yaml",
     "anchor_report",
     "check_anchors",
+    "check_training_anchors",
     "fit_anchors",
     "genetic_refine",
     "kmeans_iou",

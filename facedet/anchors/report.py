@@ -112,3 +112,21 @@ def check_anchors(
     else:
         log.info("%s", rep.summary())
     return rep
+
+
+def check_training_anchors(cfg: Any, train_set: Any, model: Any) -> AnchorReport | None:
+    """``check_anchors`` for a training run: the faces of ``train_set`` (looking through wrappers),
+    the anchors of ``model.head``, the size, assigner threshold and minimum face size of ``cfg``.
+    Skipped (None) when the data set has no records or the head no anchors."""
+    from omegaconf import OmegaConf
+
+    records = getattr(train_set, "records", None)
+    anchors = getattr(getattr(model, "head", None), "anchors", None)
+    if records is None or anchors is None:
+        log.info("anchor check skipped: the data set has no records or the head no anchors")
+        return None
+    return check_anchors(
+        records, np.asarray(anchors.detach().cpu(), np.float64), img_size=int(cfg.data.img_size),
+        iou_t=float(OmegaConf.select(cfg, "model.loss.assigner.iou_t", default=0.213)),
+        min_face_size=float(cfg.aug.get("min_face_size") or 0), data_name=str(cfg.data.get("name", "<data>")),
+    )

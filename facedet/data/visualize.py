@@ -30,7 +30,7 @@ def draw_sample(image: torch.Tensor | np.ndarray, target: dict[str, Any]) -> np.
     lms = np.asarray(torch.as_tensor(target["landmarks"]).cpu(), np.float32).reshape(-1, 5, 2)
     for box, ign, lm in zip(boxes, ignore, lms, strict=True):
         x1, y1, x2, y2 = np.round(box).astype(int).tolist()
-        cv2.rectangle(img, (x1, y1), (x2, y2), IGNORED if ign else FACE, 1, cv2.LINE_AA)
+        cv2.rectangle(img, (x1, y1), (x2, y2), IGNORED if ign else FACE, 1, cv2.LINE_8)  # exact colours
         for x, y in lm[np.isfinite(lm).all(1)]:
             cv2.circle(img, (int(round(x)), int(round(y))), 1, LANDMARK, -1)
     return img

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from facedet.anchors import check_anchors
+from facedet.anchors import check_training_anchors
 from facedet.engine.data_hooks import build_data_hooks
 from facedet.engine.ema import ModelEMA
 from facedet.engine.hooks import CheckpointHook, EMAHook, EvalHook, LoggingHook, count_parameters
@@ -98,9 +98,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, *, progress: bool = True)
     train_loader, val_loader = build_loaders(cfg)
     model: Detector = build_detector(cfg.model).to(device)
     log.info("model %s: %.3f M parameters on %s", cfg.model.name, count_parameters(model) / 1e6, device)
-    check_anchors(train_loader.dataset.records, model.head.anchors.cpu().numpy(), img_size=int(cfg.data.img_size),
-                  iou_t=float(OmegaConf.select(cfg, "model.loss.assigner.iou_t", default=0.213)),
-                  min_face_size=float(cfg.aug.get("min_face_size") or 0), data_name=str(cfg.data.name))
+    check_training_anchors(cfg, train_loader.dataset, model)  # logs the fit; warns below BPR 0.98, saying why
 
     o, s, t = cfg.optim, cfg.schedule, cfg.train
     optimizer = build_optimizer(model, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
