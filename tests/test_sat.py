@@ -14,6 +14,15 @@ from facedet.engine.sat import SATHook, adversarial_images
 from facedet.models import build_detector
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a busy 2-core machine two threads ran these passes 6-10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _batch(n: int = 2, size: int = 64):
     g = torch.Generator().manual_seed(0)
     images = torch.rand(n, 3, size, size, generator=g) * 0.6 + 0.2
@@ -106,7 +115,8 @@ def test_training_with_mosaic_sat_runs(compose_cfg, tmp_path, caplog):
 
     cfg = compose_cfg(["aug=mosaic_sat", "aug.sat.p=1.0", "train.epochs=1", f"data.root={tmp_path / 'syn'}",
                        "data.num_train=16", "data.num_val=4", "data.img_size=64", "train.batch_size=8",
-                       "train.num_workers=0", "train.tensorboard=false", "train.ema.enabled=false"])
+                       "train.num_workers=0", "train.tensorboard=false", "train.ema.enabled=false",
+                       "train.threads=1"])
     with caplog.at_level("INFO"):
         result = run_training(cfg, tmp_path / "run", progress=False)
     assert np.isfinite(result["final"]["AP50"])
