@@ -13,7 +13,14 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from facedet.data.readers import LoadStats, Record, read_coco_json, read_wider_txt
+from facedet.data.formats import (
+    read_coco_json,
+    read_retinaface_txt,
+    read_voc_xml,
+    read_wider_txt,
+    read_yolo_txt,
+)
+from facedet.data.records import LoadStats, Record
 from facedet.data.synthetic import SPLITS, ensure_synthetic
 from facedet.registry import DATASETS
 
@@ -22,16 +29,32 @@ log = logging.getLogger(__name__)
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+class ImageError(ValueError):
+    """An image that cannot be used; ``reason`` is the LoadStats skip reason."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 def load_image(path: str | Path) -> np.ndarray:
     """HxWx3 uint8 RGB. EXIF orientation is ignored, so pixels match the header size readers use
-    and the annotators' coordinates. Raises ValueError naming the file when it cannot be decoded."""
+    and the annotators' coordinates. Raises ImageError (a ValueError) naming the file when it cannot
+    be decoded or is a truncated JPEG (which OpenCV would decode with a grey bottom, silently)."""
     try:
         buf = np.fromfile(str(path), np.uint8)  # imdecode also copes with non-ASCII paths
     except OSError as e:
-        raise ValueError(f"cannot read image {path}: {e}") from e
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION) if buf.size else None
+        raise ImageError(f"cannot read image {path}: {e}", "missing_image") from e
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION) if buf.size else None
+    except cv2.error:  # some decoders raise rather than return None on corrupt data
+        img = None
     if img is None:
-        raise ValueError(f"cannot decode image {path} (corrupt or not an image)")
+        raise ImageError(f"cannot decode image {path} (corrupt or not an image)", "undecodable_image")
+    # JPEG: entropy-coded data never contains FF D9 (0xFF is byte-stuffed), so a file without the
+    # end-of-image marker near its end was cut off
+    if buf[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in buf[-65536:].tobytes():
+        raise ImageError(f"truncated JPEG {path} (no end-of-image marker)", "truncated_image")
     return img
 
 
@@ -42,6 +65,8 @@ class FaceDataset(Dataset):
     ``records`` is the ground truth in original pixels (evaluation reads it); ``stats`` what the
     reader loaded and dropped. ``cache_images`` decodes every image once at construction, before
     loader workers fork, so the workers share those pages instead of each holding a copy.
+    Decoding at construction (``cache_images`` or ``verify_images``) also skips images that do not
+    decode, counted in ``stats``; otherwise such an image raises ImageError naming it when read.
     """
 
     def __init__(
@@ -51,18 +76,38 @@ class FaceDataset(Dataset):
         transform: Transform | None = None,
         cache_images: bool = False,
         stats: LoadStats | None = None,
+        verify_images: bool = False,
     ) -> None:
         self.records = list(records)
         self.transform = transform
         self.stats = stats or LoadStats(source=type(self).__name__, images=len(self.records))
-        # lost labels and missing images are warnings: they are a common cause of "AP 0, no idea why"
-        lossy = self.stats.missing_images or self.stats.dropped or (self.records and not self.stats.faces)
-        (log.warning if lossy else log.info)(self.stats.summary())
         self._cache: list[np.ndarray] | None = None
-        if cache_images:
-            self._cache = [self._load(i) for i in range(len(self.records))]
+        if cache_images or verify_images:
+            self._decode_all(keep=cache_images)
+        # lost labels and missing images are warnings: they are a common cause of "AP 0, no idea why"
+        lossy = self.stats.lossy or (self.records and not self.stats.faces)
+        (log.warning if lossy else log.info)(self.stats.summary())
+        if self._cache is not None:
             mb = sum(im.nbytes for im in self._cache) / 2**20
             log.info("cached %d decoded images (%.0f MiB)", len(self._cache), mb)
+
+    def _decode_all(self, *, keep: bool) -> None:
+        """Decode every image; drop records whose image fails (counted), keep pixels if ``keep``."""
+        good: list[Record] = []
+        cache: list[np.ndarray] = []
+        for i, rec in enumerate(self.records):
+            try:
+                img = self._load(i)
+            except ImageError as e:
+                st = self.stats
+                st.skip_image(e.reason, len(rec.boxes), str(e))
+                st.images, st.faces, st.ignored = st.images - 1, st.faces - len(rec.boxes), st.ignored - int(rec.ignore.sum())
+                continue
+            good.append(rec)
+            if keep:
+                cache.append(img)
+        self.records = good
+        self._cache = cache if keep else None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -71,17 +116,22 @@ class FaceDataset(Dataset):
         rec = self.records[index]
         img = load_image(rec.image_path)
         if img.shape[:2] != tuple(rec.orig_size):
-            raise ValueError(
+            raise ImageError(
                 f"image {rec.image_path} is {img.shape[1]}x{img.shape[0]} (WxH) but its annotation says "
-                f"{rec.orig_size[1]}x{rec.orig_size[0]}; boxes would be misplaced"
+                f"{rec.orig_size[1]}x{rec.orig_size[0]}; boxes would be misplaced", "size_mismatch"
             )
         return img
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def load_sample(self, index: int, *, copy: bool = True) -> dict[str, Any]:
+        """The raw Sample of ``index`` (original pixels, before transforms). With ``copy=False`` a
+        cached image is returned as is: the caller must not modify it."""
         rec = self.records[index]
+        if self._cache is not None:
+            img = self._cache[index].copy() if copy else self._cache[index]
+        else:
+            img = self._load(index)
         # copies: transforms may work in place and records must stay the untouched ground truth
-        img = self._cache[index].copy() if self._cache is not None else self._load(index)
-        sample = {
+        return {
             "image": img,
             "boxes": rec.boxes.copy(),
             "labels": np.zeros(len(rec.boxes), np.int64),
@@ -90,6 +140,9 @@ class FaceDataset(Dataset):
             "image_id": rec.image_id,
             "orig_size": rec.orig_size,
         }
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.load_sample(index)
         return self.transform(sample) if self.transform is not None else sample
 
 
@@ -106,28 +159,68 @@ def _existing(path: str | Path, what: str) -> Path:
 
 @DATASETS.register("wider_txt")
 class WiderTxtDataset(FaceDataset):
-    """WIDER FACE txt annotations (``wider_face_train_bbx_gt.txt`` layout)."""
+    """WIDER FACE official txt (``wider_face_train_bbx_gt.txt`` layout; ``invalid`` faces ignored)."""
 
-    def __init__(
-        self, *, ann_file: str, img_dir: str, transform: Transform | None = None, cache_images: bool = False
-    ) -> None:
-        records, stats = read_wider_txt(
+    def __init__(self, *, ann_file: str, img_dir: str, transform: Transform | None = None,
+                 cache_images: bool = False, verify_images: bool = False) -> None:
+        records, stats = read_wider_txt(_existing(ann_file, "annotation file"), _existing(img_dir, "image directory"))
+        super().__init__(records, transform=transform, cache_images=cache_images, stats=stats,
+                         verify_images=verify_images)
+
+
+@DATASETS.register("retinaface_txt")
+class RetinaFaceTxtDataset(FaceDataset):
+    """RetinaFace ``label.txt`` (``# image`` lines, boxes with five landmarks)."""
+
+    def __init__(self, *, ann_file: str, img_dir: str, transform: Transform | None = None,
+                 cache_images: bool = False, verify_images: bool = False) -> None:
+        records, stats = read_retinaface_txt(
             _existing(ann_file, "annotation file"), _existing(img_dir, "image directory")
         )
-        super().__init__(records, transform=transform, cache_images=cache_images, stats=stats)
+        super().__init__(records, transform=transform, cache_images=cache_images, stats=stats,
+                         verify_images=verify_images)
 
 
 @DATASETS.register("coco_json")
 class CocoJsonDataset(FaceDataset):
     """COCO detection json; every category counts as a face, ``iscrowd`` faces are ignored."""
 
-    def __init__(
-        self, *, ann_file: str, img_dir: str, transform: Transform | None = None, cache_images: bool = False
-    ) -> None:
-        records, stats = read_coco_json(
-            _existing(ann_file, "annotation file"), _existing(img_dir, "image directory")
+    def __init__(self, *, ann_file: str, img_dir: str, transform: Transform | None = None,
+                 cache_images: bool = False, verify_images: bool = False) -> None:
+        records, stats = read_coco_json(_existing(ann_file, "annotation file"), _existing(img_dir, "image directory"))
+        super().__init__(records, transform=transform, cache_images=cache_images, stats=stats,
+                         verify_images=verify_images)
+
+
+@DATASETS.register("voc_xml")
+class VocXmlDataset(FaceDataset):
+    """Pascal VOC xml files under ``ann_dir``; ``classes``: the object names that are faces (null =
+    every object); ``difficult`` faces are ignored."""
+
+    def __init__(self, *, ann_dir: str, img_dir: str, classes: list[str] | None = None,
+                 transform: Transform | None = None, cache_images: bool = False,
+                 verify_images: bool = False) -> None:
+        records, stats = read_voc_xml(
+            _existing(ann_dir, "annotation folder"), _existing(img_dir, "image directory"), classes=classes
         )
-        super().__init__(records, transform=transform, cache_images=cache_images, stats=stats)
+        super().__init__(records, transform=transform, cache_images=cache_images, stats=stats,
+                         verify_images=verify_images)
+
+
+@DATASETS.register("yolo_txt")
+class YoloTxtDataset(FaceDataset):
+    """YOLO txt labels (normalised ``class cx cy w h`` [+ landmarks]); ``label_dir`` defaults to
+    ``img_dir`` with its last ``images`` folder replaced by ``labels``; ``classes``: the class ids
+    that are faces (null = all); ``ignore_class``: the class id of ignored faces (null = none)."""
+
+    def __init__(self, *, img_dir: str, label_dir: str | None = None, classes: list[int] | None = None,
+                 ignore_class: int | None = None, transform: Transform | None = None,
+                 cache_images: bool = False, verify_images: bool = False) -> None:
+        img = _existing(img_dir, "image directory")
+        labels = _existing(label_dir, "label folder") if label_dir is not None else None
+        records, stats = read_yolo_txt(img, labels, classes=classes, ignore_class=ignore_class)
+        super().__init__(records, transform=transform, cache_images=cache_images, stats=stats,
+                         verify_images=verify_images)
 
 
 @DATASETS.register("synthetic")

@@ -19,8 +19,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from facedet.anchors import check_training_anchors
 from facedet.engine import distributed as du
 from facedet.engine.checkpoint import config_differences, find_resume_checkpoint, load_checkpoint
+from facedet.engine.data_hooks import build_data_hooks
 from facedet.engine.ema import ModelEMA
 from facedet.engine.hooks import CheckpointHook, EMAHook, EvalHook, LoggingHook, count_parameters
 from facedet.engine.model_hooks import model_hooks
@@ -56,20 +58,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_dataset(node: Any, *, img_size: int, aug: Any, cache_images: bool, where: str):
+def build_dataset(node: Any, *, img_size: int, aug: Any, cache_images: bool, where: str,
+                  min_face_size: float = 0.0):
     from facedet.data import build_transforms  # registers datasets and transforms
 
     if img_size % 32:
         raise ConfigError(f"data.img_size must be a multiple of 32 (the largest stride), got {img_size}.")
     specs = OmegaConf.to_container(aug, resolve=True) if aug is not None else []
-    transform = build_transforms(specs or [], img_size)
+    transform = build_transforms(specs or [], img_size, min_face_size=min_face_size)
     return build(node, DATASETS, where=where, transform=transform, cache_images=cache_images)
 
 
 def build_loaders(cfg: DictConfig, *, rank: int = 0, world_size: int = 1) -> tuple[Any, Any]:
     """Training and validation loaders; under DDP each rank gets ``train.batch_size / world_size``
     images per batch from its own shard, and its share of the validation images."""
-    from facedet.data import build_dataloader
+    from facedet.data import build_dataloader, wrap_train_dataset
 
     d = cfg.data
     if cfg.train.batch_size % world_size:
@@ -77,7 +80,9 @@ def build_loaders(cfg: DictConfig, *, rank: int = 0, world_size: int = 1) -> tup
                           f"must be a multiple of the {world_size} processes.")
     batch_size = cfg.train.batch_size // world_size
     train_set = build_dataset(d.train, img_size=d.img_size, aug=cfg.aug.train,
-                              cache_images=d.cache_images, where="data.train")
+                              cache_images=d.cache_images, where="data.train",
+                              min_face_size=float(cfg.aug.get("min_face_size") or 0))
+    train_set = wrap_train_dataset(train_set, OmegaConf.to_container(cfg.aug, resolve=True))  # mosaic, mixup
     val_set = build_dataset(d.val, img_size=d.img_size, aug=cfg.aug.get("val"),
                             cache_images=d.cache_images, where="data.val")
     if len(train_set) == 0:
@@ -197,6 +202,8 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, world: du.DistI
     t, main = cfg.train, world.rank == 0
     info = model_info(model, int(cfg.data.img_size), depth=1)  # also what tools/model_info.py prints
     log.info("model %s on %s: %s\n%s", cfg.model.name, device, info.summary(), info.table())
+    if main:
+        check_training_anchors(cfg, train_loader.dataset, model)  # logs the fit; warns below BPR 0.98, saying why
     if t.get("sync_bn", False) and world.enabled:
         if device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -225,6 +232,7 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, world: du.DistI
                  settings=eval_settings(cfg), progress=progress),
         PredictionGridHook(val_loader.dataset, num_images=int(t.get("vis_images", 8))),
         *model_hooks(model),  # schedules of model options (DropBlock)
+        *build_data_hooks(cfg, train_loader),  # close-mosaic, multi-scale, SAT, sample grid (aug config)
         *extra_hooks,
         # checkpoint and logging stay last: a checkpoint captures the random states at its place in this list
         CheckpointHook(run_dir / "checkpoints", config=config_dict, interval_steps=int(t.get("save_interval", 0))),
