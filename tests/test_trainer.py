@@ -111,7 +111,9 @@ class NoisyItems(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         value = torch.tensor([i, self.rng.random(), np.random.rand(), random.random()])
-        return {"image": value, "target": {}, "meta": {}}
+        target = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+                  "ignore": torch.zeros(0, dtype=torch.bool), "landmarks": torch.zeros(0, 5, 2)}
+        return {"image": value, "target": target, "meta": {}}
 
 
 def test_training_batches_do_not_depend_on_the_number_of_workers():

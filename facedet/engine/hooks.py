@@ -78,6 +78,8 @@ class EvalHook(HookBase):
             t.best_metrics = metrics
             if main:
                 (self.run_dir / "predictions.tmp.json").replace(self.run_dir / "predictions.json")
+        elif main:  # predictions.json keeps the results of the best evaluation only
+            (self.run_dir / "predictions.tmp.json").unlink(missing_ok=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}
