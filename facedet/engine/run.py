@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from facedet.engine.ema import ModelEMA
+from facedet.engine.eval_hook import build_eval_hook
 from facedet.engine.hooks import CheckpointHook, EMAHook, EvalHook, LoggingHook, count_parameters
 from facedet.engine.optim import WarmupCosine, build_optimizer
 from facedet.engine.trainer import Trainer
@@ -107,8 +108,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, *, progress: bool = True)
         hooks.append(EMAHook(ModelEMA(model, decay=t.ema.decay, tau=t.ema.tau)))
     config_dict = OmegaConf.to_container(cfg, resolve=True)
     hooks += [
-        EvalHook(val_loader, interval=t.eval_interval, metric=t.best_metric, run_dir=run_dir,
-                 settings=eval_settings(cfg), progress=progress),
+        build_eval_hook(cfg, val_loader, run_dir=run_dir, settings=eval_settings(cfg), progress=progress),
         CheckpointHook(run_dir / "checkpoints", config=config_dict),
         LoggingHook(run_dir / "tb" if t.tensorboard else None, log_interval=t.log_interval, progress=progress),
     ]
