@@ -15,7 +15,7 @@ def draw_detections(image: np.ndarray, boxes: np.ndarray, scores: np.ndarray, *,
     font_scale = max(0.35, line_width * 0.2)
     for (x1, y1, x2, y2), s in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(scores).reshape(-1), strict=True):
         p1, p2 = (int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2)))
-        cv2.rectangle(out, p1, p2, colour, line_width, cv2.LINE_AA)
+        cv2.rectangle(out, p1, p2, colour, line_width, cv2.LINE_8)
         if show_scores:
             label = f"{s:.2f}"
             (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
