@@ -1,8 +1,14 @@
 """ONNX export: onnxruntime runs the exported model at other batch sizes and image sizes and its
-decoded boxes match PyTorch's (the max absolute difference is reported and bounded); in-graph NMS."""
+decoded boxes match PyTorch's (the max absolute difference is reported and bounded); in-graph NMS.
+
+Writing the ONNX file takes torch's exporter about a minute on 2 CPU cores, so the tests that
+export are marked slow (``python -m pytest -m slow tests/test_export.py``) and skip without the
+[export] extra; the in-graph NMS is checked against the NMS postprocessor in the default run.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -10,24 +16,21 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from facedet.cli.export import export
+from facedet.export.onnx import ExportWrapper, _canonical, compare_with_onnxruntime, export_onnx, verification_images
 from facedet.inference import load_detector
 from facedet.postprocess import NMS
 
 from .checkpoint_utils import tiny_run
 from .conftest import CONFIG_DIR
 
-ort = pytest.importorskip("onnxruntime", reason="the [export] extra (onnxruntime) is not installed")
-pytest.importorskip("onnx", reason="the [export] extra (onnx) is not installed")
-pytest.importorskip("onnxscript", reason="the [export] extra (onnxscript) is not installed")
+MISSING = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
 
-from facedet.cli.export import export  # noqa: E402
-from facedet.export.onnx import (  # noqa: E402
-    ExportWrapper,
-    _canonical,
-    compare_with_onnxruntime,
-    export_onnx,
-    verification_images,
-)
+
+def exports(test):
+    """Marks a test that writes an ONNX file: slow, and skipped without the [export] extra."""
+    skip = pytest.mark.skipif(bool(MISSING), reason=f"the [export] extra is not installed ({', '.join(MISSING)})")
+    return pytest.mark.slow(skip(test))
 
 TOL = 1e-3  # pixels for boxes, probability for scores
 
@@ -49,6 +52,7 @@ def exported(ckpt, tmp_path_factory):
     return report, out
 
 
+@exports
 def test_export_reports_parity_with_pytorch(exported):
     report, out = exported
     p = report["parity"]
@@ -58,9 +62,12 @@ def test_export_reports_parity_with_pytorch(exported):
     assert json.loads((out / "export.json").read_text())["parity_ok"]
 
 
+@exports
 def test_onnxruntime_decodes_like_pytorch_at_other_batch_and_image_sizes(exported, ckpt):
-    report, _ = exported
-    model, _, _ = load_detector(ckpt)
+    import onnxruntime as ort
+
+    report = exported[0]
+    model = load_detector(ckpt)[0]
     session = ort.InferenceSession(report["onnx"], providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["boxes", "scores"]
     meta = session.get_modelmeta().custom_metadata_map
@@ -102,8 +109,10 @@ def spread_scores(model, factor: float = 8.0):
     return model
 
 
-@pytest.mark.slow
+@exports
 def test_exported_nms_runs_in_onnxruntime_like_pytorch(ckpt, tmp_path):
+    import onnxruntime as ort
+
     model = spread_scores(load_detector(ckpt)[0])
     x = verification_images([(2, 96, 64)], seed=3)[0]
     with torch.no_grad():
