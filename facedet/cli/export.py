@@ -55,7 +55,8 @@ def main(cfg: DictConfig) -> None:
     if "parity" in r:
         p = r["parity"]
         line += (f"; onnxruntime vs PyTorch on {p['shapes']}: max |d box| {p['max_abs_box']:.2e} px, "
-                 f"max |d score| {p['max_abs_score']:.2e}, shapes {'equal' if p['same_shapes'] else 'DIFFER'}")
+                 f"max |d score| {p['max_abs_score']:.2e} over {p['boxes_compared']} boxes, "
+                 f"shapes {'equal' if p['same_shapes'] else 'DIFFER'}")
     print(line)
     if "parity_ok" in r and not r["parity_ok"]:
         raise SystemExit("facedet: error: the ONNX outputs differ from PyTorch beyond verify_tolerance")
