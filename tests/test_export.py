@@ -1,9 +1,10 @@
 """ONNX export: onnxruntime runs the exported model at other batch sizes and image sizes and its
 decoded boxes match PyTorch's (the max absolute difference is reported and bounded); in-graph NMS.
 
-Writing the ONNX file takes torch's exporter about a minute on 2 CPU cores, so the tests that
-export are marked slow (``python -m pytest -m slow tests/test_export.py``) and skip without the
-[export] extra; the in-graph NMS is checked against the NMS postprocessor in the default run.
+Tests that write an ONNX file skip without the [export] extra. Exporting takes torch's exporter
+about 35 s on 2 idle CPU cores, so the default run exports once (without NMS, shared by two tests);
+the export with NMS inside is marked slow (``python -m pytest -m slow tests/test_export.py``), and
+the in-graph NMS is checked against the NMS postprocessor in PyTorch in the default run.
 """
 
 from __future__ import annotations
@@ -27,10 +28,7 @@ from .conftest import CONFIG_DIR
 MISSING = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
 
 
-def exports(test):
-    """Marks a test that writes an ONNX file: slow, and skipped without the [export] extra."""
-    skip = pytest.mark.skipif(bool(MISSING), reason=f"the [export] extra is not installed ({', '.join(MISSING)})")
-    return pytest.mark.slow(skip(test))
+needs_export = pytest.mark.skipif(bool(MISSING), reason=f"the [export] extra is not installed ({', '.join(MISSING)})")
 
 TOL = 1e-3  # pixels for boxes, probability for scores
 
@@ -52,7 +50,7 @@ def exported(ckpt, tmp_path_factory):
     return report, out
 
 
-@exports
+@needs_export
 def test_export_reports_parity_with_pytorch(exported):
     report, out = exported
     p = report["parity"]
@@ -62,7 +60,7 @@ def test_export_reports_parity_with_pytorch(exported):
     assert json.loads((out / "export.json").read_text())["parity_ok"]
 
 
-@exports
+@needs_export
 def test_onnxruntime_decodes_like_pytorch_at_other_batch_and_image_sizes(exported, ckpt):
     import onnxruntime as ort
 
@@ -109,7 +107,8 @@ def spread_scores(model, factor: float = 8.0):
     return model
 
 
-@exports
+@needs_export
+@pytest.mark.slow
 def test_exported_nms_runs_in_onnxruntime_like_pytorch(ckpt, tmp_path):
     import onnxruntime as ort
 
