@@ -1,9 +1,12 @@
-"""``facedet-eval`` / ``tools/eval.py``: score a checkpoint with COCO mAP on a validation split."""
+"""``facedet-eval`` / ``tools/eval.py``: score a checkpoint, or another detector's results, with
+COCO mAP (and WIDER FACE Easy/Medium/Hard with ``eval=widerface``) on a validation split."""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,54 +15,153 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from facedet.cli.common import CONFIG_DIR, user_errors
+from facedet.registry import ConfigError
 
 log = logging.getLogger(__name__)
+
+
+def _evaluators_and_tta(cfg: DictConfig, records: Any) -> tuple[list[Any], Any]:
+    from facedet.evaluation.base import build_evaluators
+    from facedet.inference.tta import DEFAULT_SCALES, TTA
+
+    e = cfg.get("eval") or {}
+    node = e.get("evaluators")
+    evaluators = build_evaluators(OmegaConf.to_container(node, resolve=True) if node is not None else None, records)
+    return evaluators, TTA.from_mode(e.get("tta", "none"), e.get("tta_scales", DEFAULT_SCALES))
+
+
+def _pr_path(cfg: DictConfig, out_dir: Path) -> Path | None:
+    return out_dir / "pr_curves.png" if (cfg.get("eval") or {}).get("pr_curve", True) else None
 
 
 def evaluate_checkpoint(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     """Evaluate ``cfg.checkpoint``; model, data and size default to those it was trained with."""
     from facedet.data import build_dataloader
-    from facedet.engine.checkpoint import load_checkpoint, load_model_state, model_weights
     from facedet.engine.evaluate import evaluate
     from facedet.engine.run import build_dataset, eval_settings, select_device
-    from facedet.models import build_detector
+    from facedet.inference.predictor import load_detector
 
-    ckpt = load_checkpoint(cfg.checkpoint)
-    train_cfg = OmegaConf.create(ckpt["config"])
+    device = select_device(str(cfg.device))
+    model, train_cfg, which = load_detector(
+        cfg.checkpoint, use_ema=cfg.use_ema, device=device, nms=cfg.get("nms"),
+        **{k: cfg[k] for k in ("score_thresh", "iou_thresh", "max_det")},
+    )
     if cfg.get("data") is not None:
         train_cfg.data = cfg.data
     if cfg.img_size is not None:
         train_cfg.data.img_size = cfg.img_size
-    for key in ("score_thresh", "iou_thresh", "max_det"):
-        if cfg[key] is not None:
-            train_cfg.model.postprocess[key] = cfg[key]
-
-    device = select_device(str(cfg.device))
-    model = build_detector(train_cfg.model)
-    which, state = model_weights(ckpt, use_ema=cfg.use_ema)
-    load_model_state(model, state, f"{cfg.checkpoint} ({which} weights)")
-    model.to(device).eval()
 
     d = train_cfg.data
     dataset = build_dataset(d.val, img_size=d.img_size, aug=None, cache_images=False, where="data.val")
     loader = build_dataloader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
                               seed=0)
+    evaluators, tta = _evaluators_and_tta(cfg, dataset.records)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = eval_settings(train_cfg) | {"checkpoint": str(cfg.checkpoint), "weights": which}
-    metrics = evaluate(model, loader, device=device, settings=settings, results_path=out_dir / "predictions.json")
+    metrics = evaluate(model, loader, device=device, settings=settings, results_path=out_dir / "predictions.json",
+                       evaluators=evaluators, tta=tta, pr_curve_path=_pr_path(cfg, out_dir))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
 
+def evaluate_results(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Score ``cfg.results`` (another detector's COCO results json or WIDER txt folder) on the val
+    split of ``cfg.data`` (or of the checkpoint's data when a checkpoint is given too)."""
+    from facedet.engine.evaluate import finish_evaluation
+    from facedet.engine.run import build_dataset
+    from facedet.evaluation.results import read_results
+
+    data = cfg.get("data")
+    if data is None and cfg.get("checkpoint"):
+        from facedet.engine.checkpoint import load_checkpoint
+
+        data = OmegaConf.create(load_checkpoint(cfg.checkpoint)["config"]).data
+    if data is None:
+        raise ConfigError("results=... needs the val set the detections are for: add data=<name> "
+                          "(or eval=widerface for WIDER FACE val).")
+    size = cfg.img_size or data.img_size  # the records are read in original pixels; any valid size will do
+    dataset = build_dataset(data.val, img_size=size, aug=None, cache_images=False, where="data.val")
+    try:
+        preds = read_results(cfg.results, dataset.records, id_map=cfg.get("results_images"))
+    except ValueError as e:  # a malformed or mismatched results file: the message names file and entry
+        raise ConfigError(str(e)) from e
+    evaluators, _ = _evaluators_and_tta(cfg, dataset.records)
+    ids = list(preds)
+    for ev in evaluators:
+        ev.update([preds[i] for i in ids], ids)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"results": str(cfg.results), "data": data.name, "split": "val",
+                "note": "test size, TTA and thresholds are those of the detector that wrote the results"}
+    metrics = finish_evaluation(evaluators, settings=settings, pr_curve_path=_pr_path(cfg, out_dir))
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Checkpoint or results mode, whichever ``cfg`` asks for."""
+    if cfg.get("results"):
+        return evaluate_results(cfg, out_dir)
+    if not cfg.get("checkpoint"):
+        raise ConfigError("Nothing to evaluate: give checkpoint=<path to a .pt> or --results <detections.json>.")
+    return evaluate_checkpoint(cfg, out_dir)
+
+
+def format_metrics(m: dict[str, Any]) -> str:
+    """The numbers and the settings that produced them, for the terminal."""
+    def f(v: Any) -> str:
+        return "n/a" if not isinstance(v, (int, float)) or math.isnan(v) else f"{v:.4f}"
+
+    s = m.get("settings", {})
+    lines = []
+    if "results" in s:
+        lines.append(f"{s['results']} on {s['data']} val (settings of the detector that wrote it)")
+    else:
+        post = s.get("postprocess", {})
+        tta = s.get("tta", {})
+        lines.append(f"{s.get('data')} val at {s.get('img_size')} px, {s.get('weights')} weights, TTA {tta.get('mode')}"
+                     f" {tta.get('scales')}, {post.get('type')} score>{post.get('score_thresh')} "
+                     f"iou {post.get('iou_thresh')} max_det {post.get('max_det')}")
+    lines.append(f"COCO  AP50 {f(m.get('AP50'))}  AP50:95 {f(m.get('AP'))}  AP75 {f(m.get('AP75'))}  "
+                 f"AR {f(m.get('AR'))}")
+    if "AP50_tiny" in m:
+        sizes = ("tiny", "small", "medium", "large")
+        lines.append("AP50 by face size: " + "  ".join(
+            f"{b} {f(m.get(f'AP50_{b}'))} ({m.get(f'faces_{b}', 0)} faces)" for b in sizes))
+    if "wider_hard" in m:
+        lines.append(f"WIDER FACE  Easy {f(m['wider_easy'])}  Medium {f(m['wider_medium'])}  "
+                     f"Hard {f(m['wider_hard'])}  ({m.get('wider_images')} images)")
+    return "\n".join(lines)
+
+
+def results_argv(argv: list[str]) -> list[str]:
+    """``--results PATH`` / ``--results=PATH`` -> the Hydra override ``results=PATH`` (Hydra owns argv)."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--results":
+            if i + 1 >= len(argv):
+                sys.exit("facedet: error: --results needs a path")
+            out.append(f"results={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(f"results={a.split('=', 1)[1]}" if a.startswith("--results=") else a)
+        i += 1
+    return out
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
-def main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> None:
     with user_errors():
         out_dir = HydraConfig.get().runtime.output_dir
-        m = evaluate_checkpoint(cfg, out_dir)
-    s = m["settings"]
-    print(f"facedet: {s['data']} val at {s['img_size']} px ({s['weights']} weights): AP50 {m['AP50']:.4f} "
-          f"AP50:95 {m['AP']:.4f} AP75 {m['AP75']:.4f} AR {m['AR']:.4f}; written to {out_dir}")
+        m = run(cfg, out_dir)
+    print("facedet: " + format_metrics(m) + f"\nwritten to {out_dir}")
+
+
+def main() -> None:
+    sys.argv = [sys.argv[0], *results_argv(sys.argv[1:])]
+    _main()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,13 @@ from tqdm import tqdm
 
 from facedet.engine.distributed import gather_across_ranks
 from facedet.evaluation.coco import COCOEvaluator
+from facedet.inference.tta import TTA, predict_with_tta
 from facedet.structures import boxes_to_original
 
 log = logging.getLogger(__name__)
+
+# The metrics named in a PR-curve title and the evaluation log line, when present.
+HEADLINE = ("AP50", "AP", "wider_easy", "wider_medium", "wider_hard")
 
 
 @torch.no_grad()
@@ -29,30 +34,76 @@ def evaluate(
     results_path: str | Path | None = None,
     settings: dict[str, Any] | None = None,
     progress: bool = True,
+    evaluators: Sequence[Any] | None = None,
+    tta: TTA | None = None,
+    pr_curve_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """COCO metrics of ``model`` on ``loader``'s dataset (which must expose ``records``).
+    """Metrics of ``model`` on ``loader``'s dataset (which must expose ``records``) from every
+    evaluator (default: COCO only), merged into one dict.
 
-    Predictions are mapped back to original image pixels. With ``results_path`` the COCO results
-    json is written there. ``settings`` (test size, thresholds) are returned
-    beside the numbers so every figure carries the conditions that produced it.
+    Predictions (with test-time augmentation ``tta``) are mapped back to original image pixels.
+    With ``results_path`` the COCO results json is written there; with ``pr_curve_path`` a PNG of
+    the evaluators' precision-recall curves. ``settings`` (test size, thresholds) are returned
+    beside the numbers, completed with the TTA and the evaluators actually used, so every figure
+    carries the conditions that produced it.
     """
     was_training = model.training
     model.eval()
-    evaluator = gather_across_ranks(COCOEvaluator(loader.dataset.records))  # DDP: ranks' shards, scored once
+    evaluators = list(evaluators) if evaluators is not None else [COCOEvaluator(loader.dataset.records)]
+    evaluators = [gather_across_ranks(ev) for ev in evaluators]  # DDP: ranks' shards, scored once on rank 0
+    for ev in evaluators:
+        ev.reset()
+    tta = tta or TTA()
     autocast = torch.autocast(device.type, enabled=amp and device.type == "cuda")
     for batch in tqdm(loader, desc="eval", leave=False, disable=not progress):
         images = batch["images"].to(device, non_blocking=True)
         with autocast:
-            preds = model.predict(images)
+            preds = predict_with_tta(model, images, tta)
         mapped = []
         for pred, meta in zip(preds, batch["metas"], strict=True):
             mapped.append({"boxes": boxes_to_original(pred["boxes"].float().cpu(), meta),
                            "scores": pred["scores"].float().cpu()})
-        evaluator.update(mapped, [m["image_id"] for m in batch["metas"]])
-    metrics: dict[str, Any] = evaluator.compute()
-    if settings:
-        metrics["settings"] = settings
-    if results_path is not None:
-        evaluator.write_results(results_path)
+        ids = [m["image_id"] for m in batch["metas"]]
+        for ev in evaluators:
+            ev.update(mapped, ids)
     model.train(was_training)
+    return finish_evaluation(evaluators, settings=settings, tta=tta, results_path=results_path,
+                             pr_curve_path=pr_curve_path)
+
+
+def finish_evaluation(
+    evaluators: Sequence[Any],
+    *,
+    settings: dict[str, Any] | None = None,
+    tta: TTA | None = None,
+    results_path: str | Path | None = None,
+    pr_curve_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """``compute()`` every evaluator (already updated) and merge: a metric name given by two
+    evaluators is an error rather than one silently replacing the other. Writes the COCO results
+    json and the PR-curve PNG when asked."""
+    metrics: dict[str, Any] = {}
+    curves: dict[str, Any] = {}
+    for ev in evaluators:
+        m = ev.compute()
+        clash = sorted(set(m) & set(metrics))
+        if clash:
+            raise ValueError(f"two evaluators both report {clash}; give each evaluator its own metrics")
+        metrics |= m
+        if pr_curve_path is not None and hasattr(ev, "pr_curves"):  # only where drawn (rank 0 under DDP)
+            curves |= ev.pr_curves()
+    if settings is not None or tta is not None:
+        metrics["settings"] = dict(settings or {}) | {
+            "tta": (tta or TTA()).describe(),
+            "evaluators": [type(ev).__name__ for ev in evaluators],
+        }
+    if results_path is not None:
+        writer = next((ev for ev in evaluators if hasattr(ev, "write_results")), None)
+        if writer is not None:
+            writer.write_results(results_path)
+    if pr_curve_path is not None and curves:
+        from facedet.evaluation.pr_plot import save_pr_curves
+
+        shown = [f"{k} {metrics[k]:.3f}" for k in HEADLINE if isinstance(metrics.get(k), float)]
+        save_pr_curves(curves, pr_curve_path, title=" | ".join([Path(pr_curve_path).stem, *shown]))
     return metrics

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from facedet.engine import distributed as du
 from facedet.engine.checkpoint import save_checkpoint
 from facedet.engine.ema import ModelEMA
-from facedet.engine.evaluate import evaluate
+from facedet.engine.eval_hook import EvalHook  # noqa: F401  (lives in eval_hook.py; importable here)
 from facedet.engine.trainer import HookBase
 
 log = logging.getLogger(__name__)
@@ -39,53 +38,6 @@ class EMAHook(HookBase):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.ema.load_state_dict(state)
-
-
-class EvalHook(HookBase):
-    """Evaluates the eval model (EMA when present) every ``interval`` epochs and after the last;
-    marks the epoch as best when ``metric`` improves and keeps its COCO results json."""
-
-    def __init__(self, loader: DataLoader, *, interval: int, metric: str, run_dir: Path,
-                 settings: dict[str, Any], progress: bool = True) -> None:
-        self.loader = loader
-        self.interval = max(1, interval)
-        self.metric = metric
-        self.run_dir = Path(run_dir)
-        self.settings = settings
-        self.progress = progress
-        self.history: list[dict[str, Any]] = []
-
-    def after_epoch(self) -> None:
-        t = self.trainer
-        t.is_best = False
-        done = t.epoch + 1
-        if done % self.interval and done != t.max_epochs:
-            return
-        model = getattr(t, "eval_model", t.model)
-        start = time.perf_counter()
-        main = du.is_main_process()  # under DDP every rank evaluates its share; rank 0 writes
-        metrics = evaluate(model, self.loader, device=t.device, amp=t.amp, settings=self.settings,
-                           results_path=self.run_dir / "predictions.tmp.json" if main else None,
-                           progress=self.progress)
-        if self.metric not in metrics:
-            raise KeyError(f"train.best_metric '{self.metric}' is not an evaluation metric: {sorted(metrics)}")
-        metrics.update(epoch=done, step=t.step, eval_seconds=round(time.perf_counter() - start, 2))
-        t.metrics = metrics
-        self.history.append({k: v for k, v in metrics.items() if k != "settings"})
-        if metrics[self.metric] > t.best_metric:
-            t.best_metric = float(metrics[self.metric])
-            t.is_best = True
-            t.best_metrics = metrics
-            if main:
-                (self.run_dir / "predictions.tmp.json").replace(self.run_dir / "predictions.json")
-        elif main:  # predictions.json keeps the results of the best evaluation only
-            (self.run_dir / "predictions.tmp.json").unlink(missing_ok=True)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.history = list(state.get("history", []))
 
 
 class CheckpointHook(HookBase):

@@ -24,6 +24,7 @@ from facedet.engine import distributed as du
 from facedet.engine.checkpoint import config_differences, find_resume_checkpoint, load_checkpoint
 from facedet.engine.data_hooks import build_data_hooks
 from facedet.engine.ema import ModelEMA
+from facedet.engine.eval_hook import build_eval_hook
 from facedet.engine.hooks import CheckpointHook, EMAHook, EvalHook, LoggingHook, count_parameters
 from facedet.engine.model_hooks import model_hooks
 from facedet.engine.optim import WarmupCosine, build_optimizer
@@ -228,8 +229,7 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, world: du.DistI
         hooks.append(EMAHook(ModelEMA(model, decay=t.ema.decay, tau=t.ema.tau)))
     config_dict = OmegaConf.to_container(cfg, resolve=True)
     hooks += [
-        EvalHook(val_loader, interval=t.eval_interval, metric=t.best_metric, run_dir=run_dir,
-                 settings=eval_settings(cfg), progress=progress),
+        build_eval_hook(cfg, val_loader, run_dir=run_dir, settings=eval_settings(cfg), progress=progress),
         PredictionGridHook(val_loader.dataset, num_images=int(t.get("vis_images", 8))),
         *model_hooks(model),  # schedules of model options (DropBlock)
         *build_data_hooks(cfg, train_loader),  # close-mosaic, multi-scale, SAT, sample grid (aug config)

@@ -2,6 +2,13 @@
 
 Faces marked ``ignore`` become COCO ``iscrowd`` regions: a detection on them is neither a true nor
 a false positive, which is what ``ignore`` means everywhere in facedet.
+
+Besides COCO's own AP_small/medium/large (area < 32^2, < 96^2, rest), AP50 is reported per face
+size bucket: ``AP50_tiny`` (size < 16 px), ``AP50_small`` (16-32), ``AP50_medium`` (32-96) and
+``AP50_large`` (>= 96), where size is sqrt(box area) in original image pixels (COCO's own measure,
+about the width of a face box), with ``faces_<bucket>`` the number of faces in each. A bucket
+without faces has AP NaN. pycocotools evaluates the buckets as extra area ranges, so detections of
+another size are not counted as false positives there.
 """
 
 from __future__ import annotations
@@ -18,10 +25,13 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from facedet.evaluation.base import EVALUATORS
 from facedet.structures import xyxy_to_xywh
 
 # Faces crowd photos: COCO's default cap of 100 detections per image would cut recall.
 DEFAULT_MAX_DETS = (10, 100, 1000)
+# Face size buckets (sqrt of the box area in original pixels): name -> [lower, upper) in pixels.
+SIZE_BUCKETS = {"tiny": (0, 16), "small": (16, 32), "medium": (32, 96), "large": (96, 1e5)}
 
 
 def records_to_coco(records: Sequence[Any]) -> dict[str, Any]:
@@ -40,21 +50,29 @@ def records_to_coco(records: Sequence[Any]) -> dict[str, Any]:
     return {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "face"}]}
 
 
+@EVALUATORS.register("coco")
 class COCOEvaluator:
-    """Accumulates detections in original image pixels and computes AP50:95, AP50, AP75, AR.
+    """Accumulates detections in original image pixels and computes AP50:95, AP50, AP75, AR and
+    AP50 per face size.
 
     ``update(predictions, image_ids)`` takes per-image dicts ``{boxes xyxy, scores}`` and the
     matching record ``image_id`` strings; ``compute()`` returns a dict of metrics.
     """
+
+    metric_names = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR") + tuple(
+        f"AP50_{b}" for b in SIZE_BUCKETS
+    )
 
     def __init__(self, records: Sequence[Any], *, max_dets: Sequence[int] = DEFAULT_MAX_DETS) -> None:
         self.gt_dict = records_to_coco(records)
         self.id_of = {img["file_name"]: img["id"] for img in self.gt_dict["images"]}
         self.max_dets = list(max_dets)
         self.results: list[dict[str, Any]] = []
+        self.curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def reset(self) -> None:
         self.results = []
+        self.curves = {}
 
     def update(self, predictions: Sequence[dict[str, torch.Tensor]], image_ids: Sequence[str]) -> None:
         for pred, name in zip(predictions, image_ids, strict=True):
@@ -77,19 +95,44 @@ class COCOEvaluator:
         gt.dataset = self.gt_dict
         with contextlib.redirect_stdout(io.StringIO()):
             gt.createIndex()
+        self.curves = {}
+        faces = self.faces_per_bucket()
         if not self.results:  # pycocotools cannot load an empty result list
-            return dict.fromkeys(("AP", "AP50", "AP75", "AR"), 0.0) | {"num_detections": 0}
+            zero = dict.fromkeys(self.metric_names, 0.0) | {f"AP50_{b}": 0.0 if faces[b] else float("nan")
+                                                          for b in SIZE_BUCKETS}
+            return zero | {f"faces_{b}": n for b, n in faces.items()} | {"num_detections": 0}
         with contextlib.redirect_stdout(io.StringIO()) as out:
             dt = gt.loadRes(self.results)
             ev = COCOeval(gt, dt, iouType="bbox")
             ev.params.maxDets = self.max_dets
+            # extra area ranges after COCO's four; summarize() finds its own by label, so they stay as they were
+            ev.params.areaRng = list(ev.params.areaRng) + [[lo**2, hi**2] for lo, hi in SIZE_BUCKETS.values()]
+            ev.params.areaRngLbl = list(ev.params.areaRngLbl) + [f"face_{b}" for b in SIZE_BUCKETS]
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
         self.summary_text = out.getvalue()
         s = ev.stats
-        return {
+        precision = ev.eval["precision"]  # (IoU thresholds, recall points, classes, area ranges, max dets)
+        metrics = {
             "AP": float(s[0]), "AP50": float(s[1]), "AP75": float(s[2]),
             "AP_small": float(s[3]), "AP_medium": float(s[4]), "AP_large": float(s[5]),
             "AR": float(s[8]), "num_detections": len(self.results),
         }
+        for a, b in enumerate(SIZE_BUCKETS, start=4):
+            p = precision[0, :, 0, a, -1]  # IoU 0.5, the largest max-dets
+            metrics[f"AP50_{b}"] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
+            metrics[f"faces_{b}"] = faces[b]
+        p50 = precision[0, :, 0, 0, -1]
+        valid = p50 > -1
+        self.curves = {"COCO AP50": (np.asarray(ev.params.recThrs)[valid], p50[valid])}
+        return metrics
+
+    def faces_per_bucket(self) -> dict[str, int]:
+        """Faces that count (not ignored) per size bucket."""
+        sizes = np.sqrt([a["area"] for a in self.gt_dict["annotations"] if not a["iscrowd"]])
+        return {b: int(((sizes >= lo) & (sizes < hi)).sum()) for b, (lo, hi) in SIZE_BUCKETS.items()}
+
+    def pr_curves(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The COCO precision-recall curve at IoU 0.5 (101 recall points) of the last ``compute``."""
+        return dict(getattr(self, "curves", {}))

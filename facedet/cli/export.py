@@ -1,0 +1,66 @@
+"""``facedet-export`` / ``tools/export.py``: a training checkpoint as an ONNX model, checked against
+PyTorch in onnxruntime."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from facedet.cli.common import CONFIG_DIR, user_errors
+from facedet.registry import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def export(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Export ``cfg.checkpoint`` per configs/export.yaml; returns the report (also ``export.json``)."""
+    try:
+        from facedet.export.onnx import compare_with_onnxruntime, export_onnx
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ConfigError(f"ONNX export needs the [export] extra: pip install -e '.[export]' ({e})") from e
+    from facedet.inference.predictor import load_detector
+
+    model, train_cfg, which = load_detector(cfg.checkpoint, use_ema=cfg.use_ema, device="cpu")
+    img_size = int(cfg.img_size or train_cfg.data.img_size)
+    path = Path(cfg.out) if cfg.out else Path(out_dir) / "model.onnx"
+    kw = {"with_nms": bool(cfg.nms), "score_thresh": float(cfg.score_thresh), "iou_thresh": float(cfg.iou_thresh)}
+    meta = {"checkpoint": str(cfg.checkpoint), "weights": which, "model": train_cfg.model.get("name", ""),
+            "strides": list(model.head.strides)}
+    export_onnx(model, path, img_size=img_size, metadata=meta, optimize=bool(cfg.optimize), **kw)
+    report: dict[str, Any] = {"onnx": str(path), "img_size": img_size, "weights": which, **kw}
+    if cfg.verify:
+        try:
+            shapes = [(1, img_size, img_size), (2, img_size - 32 if img_size > 32 else 64, img_size + 32)]
+            report["parity"] = compare_with_onnxruntime(model, path, shapes, **kw)
+        except ImportError as e:
+            raise ConfigError(f"verify=true needs onnxruntime (the [export] extra), or set verify=false ({e})") from e
+        p = report["parity"]
+        tol = float(cfg.verify_tolerance)
+        report["parity_ok"] = p["same_shapes"] and p["max_abs_box"] <= tol and p["max_abs_score"] <= tol
+    (Path(out_dir) / "export.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        r = export(cfg, HydraConfig.get().runtime.output_dir)
+    line = f"facedet: wrote {r['onnx']} ({'NMS inside' if r['with_nms'] else 'no NMS'}, dynamic batch and size)"
+    if "parity" in r:
+        p = r["parity"]
+        line += (f"; onnxruntime vs PyTorch on {p['shapes']}: max |d box| {p['max_abs_box']:.2e} px, "
+                 f"max |d score| {p['max_abs_score']:.2e} over {p['boxes_compared']} boxes, "
+                 f"shapes {'equal' if p['same_shapes'] else 'DIFFER'}")
+    print(line)
+    if "parity_ok" in r and not r["parity_ok"]:
+        raise SystemExit("facedet: error: the ONNX outputs differ from PyTorch beyond verify_tolerance")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Read another detector's detections, so it is scored by the same evaluators as facedet's models.
+
+Two formats:
+
+- a COCO results json: a list of ``{"image_id", "bbox": [x, y, w, h], "score"}`` in original
+  pixels (``category_id`` is ignored: every box is a face). ``image_id`` is a string (the image's
+  path under the image folder as the data set names it, e.g. ``0--Parade/0_Parade_x_1_465.jpg``,
+  or its file name without folder or extension when that is unique) or an integer: the ``id`` of
+  an entry in the ``images`` of ``id_map`` (a COCO json) when given, else the 1-based position in
+  the val set (what facedet's own ``predictions.json`` uses);
+- a folder in the WIDER FACE submission layout: ``<event>/<image name>.txt`` holding the image
+  name, the number of boxes, then ``x y w h score`` per line.
+
+Every detection must name an image of the evaluated set: unknown images and malformed entries are
+errors naming the file and the entry, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+
+from facedet.evaluation.widerface import IMAGE_SUFFIXES
+
+
+class ImageIndex:
+    """Finds a record's ``image_id`` from the many ways results name an image."""
+
+    def __init__(self, records: Sequence[Any]) -> None:
+        self.ids = [r.image_id for r in records]
+        self.exact = set(self.ids)
+        self.by_key: dict[str, list[str]] = {}
+        for i in self.ids:
+            p = PurePosixPath(i.replace("\\", "/"))
+            for key in (_strip(p.as_posix()), _strip(f"{p.parent.name}/{p.name}"), _strip(p.name)):
+                self.by_key.setdefault(key, []).append(i)
+
+    def find(self, name: str, where: str) -> str:
+        if name in self.exact:
+            return name
+        p = PurePosixPath(str(name).replace("\\", "/"))
+        for key in (_strip(p.as_posix()), _strip(f"{p.parent.name}/{p.name}"), _strip(p.name)):
+            found = sorted(set(self.by_key.get(key, [])))
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise ValueError(f"{where}: image '{name}' is ambiguous in the val set ({', '.join(found[:3])})")
+        raise ValueError(f"{where}: image '{name}' is not in the evaluated val set ({len(self.ids)} images)")
+
+
+def _strip(name: str) -> str:
+    """The name without an image extension."""
+    p = PurePosixPath(name)
+    return p.with_suffix("").as_posix() if p.suffix.lower() in IMAGE_SUFFIXES else p.as_posix()
+
+
+def _empty() -> dict[str, list]:
+    return {"boxes": [], "scores": []}
+
+
+def _finish(per_image: dict[str, dict[str, list]], ids: Sequence[str]) -> dict[str, dict[str, torch.Tensor]]:
+    out = {}
+    for i in ids:
+        d = per_image.get(i, _empty())
+        xywh = np.asarray(d["boxes"], np.float32).reshape(-1, 4)
+        xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
+        out[i] = {"boxes": torch.from_numpy(xyxy), "scores": torch.tensor(d["scores"], dtype=torch.float32)}
+    return out
+
+
+def read_coco_results(
+    path: str | Path, records: Sequence[Any], *, id_map: str | Path | None = None
+) -> dict[str, dict[str, torch.Tensor]]:
+    """``{image_id: {boxes (K, 4) xyxy, scores (K,)}}`` for every record (empty where no detection)."""
+    path = Path(path)
+    try:
+        entries = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    if isinstance(entries, dict) and "annotations" in entries:
+        entries = entries["annotations"]  # a full COCO file with scored annotations
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: expected a COCO results list of {{image_id, bbox, score}}")
+    index = ImageIndex(records)
+    names: dict[int, str] = {}
+    if id_map is not None:
+        images = json.loads(Path(id_map).read_text()).get("images", [])
+        names = {int(im["id"]): str(im["file_name"]) for im in images}
+    per_image: dict[str, dict[str, list]] = {}
+    for n, e in enumerate(entries):
+        where = f"{path} entry {n}"
+        try:
+            image, bbox, score = e["image_id"], [float(v) for v in e["bbox"]], float(e["score"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{where}: expected {{image_id, bbox: [x, y, w, h], score}}, got {e!r}") from None
+        if len(bbox) != 4:
+            raise ValueError(f"{where}: bbox needs 4 numbers x y w h, got {bbox}")
+        if isinstance(image, int) and not isinstance(image, bool):
+            if names:
+                if image not in names:
+                    raise ValueError(f"{where}: image id {image} is not in the images of {id_map}")
+                image = names[image]
+            elif 1 <= image <= len(index.ids):
+                image = index.ids[image - 1]
+            else:
+                raise ValueError(f"{where}: image id {image} is outside 1..{len(index.ids)} (the val set's order)")
+        d = per_image.setdefault(index.find(str(image), where), _empty())
+        d["boxes"].append(bbox)
+        d["scores"].append(score)
+    return _finish(per_image, index.ids)
+
+
+def read_wider_results(folder: str | Path, records: Sequence[Any]) -> dict[str, dict[str, torch.Tensor]]:
+    """Detections in the WIDER FACE submission layout (one txt per image) for every record."""
+    folder = Path(folder)
+    files = sorted(folder.rglob("*.txt"))
+    if not files:
+        raise ValueError(f"{folder}: no <event>/<image>.txt detection files")
+    index = ImageIndex(records)
+    per_image: dict[str, dict[str, list]] = {}
+    for f in files:
+        lines = [ln for ln in f.read_text().splitlines() if ln.strip()]
+        rel = f.relative_to(folder).with_suffix("").as_posix()
+        try:
+            count = int(lines[1])
+        except (IndexError, ValueError):
+            raise ValueError(f"{f}:2: expected the number of boxes after the image name") from None
+        if len(lines) - 2 != count:
+            raise ValueError(f"{f}: says {count} boxes but has {len(lines) - 2} box lines")
+        d = per_image.setdefault(index.find(rel, str(f)), _empty())
+        for k, line in enumerate(lines[2:], start=3):
+            try:
+                x, y, w, h, s = (float(v) for v in line.split()[:5])
+            except ValueError:
+                raise ValueError(f"{f}:{k}: expected 'x y w h score', got {line!r}") from None
+            d["boxes"].append([x, y, w, h])
+            d["scores"].append(s)
+    return _finish(per_image, index.ids)
+
+
+def read_results(path: str | Path, records: Sequence[Any], *, id_map: str | Path | None = None
+                 ) -> dict[str, dict[str, torch.Tensor]]:
+    """A COCO results json or a WIDER submission folder, as ``read_coco_results`` / ``read_wider_results``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"results not found: {path}")
+    return read_wider_results(path, records) if path.is_dir() else read_coco_results(path, records, id_map=id_map)

@@ -1,0 +1,173 @@
+"""ONNX export of a Detector, with dynamic batch and image size, with or without NMS in the graph.
+
+The exported graph takes ``images``: float32 ``(B, 3, H, W)`` RGB in [0, 1], letterboxed with pad
+value 128 as facedet's data pipeline does (H and W multiples of 32, any size). Outputs:
+
+- without NMS: ``boxes`` ``(B, N, 4)`` xyxy in input pixels and ``scores`` ``(B, N)`` objectness
+  probabilities, every candidate (decoded exactly as ``Detector.predict`` decodes them);
+- with NMS: ``detections`` ``(K, 6)``: ``batch_index, x1, y1, x2, y2, score`` for the candidates
+  scoring above ``score_thresh`` that survive plain IoU NMS at ``iou_thresh``, per image, sorted by
+  descending score. The in-graph NMS is ``torchvision.ops.nms``, which becomes ONNX's
+  ``NonMaxSuppression``; images of a batch are kept apart by offsetting their boxes (as
+  ``torchvision.ops.batched_nms`` does). DIoU-NMS and soft-NMS are loops over kept boxes with no ONNX
+  operator, and ``pre_nms_topk`` / ``max_det`` are left to the caller (take the first ``max_det``
+  rows of each image).
+
+The exporter is ``torch.onnx.export(dynamo=True)`` (``torch.export``), which traces the grid
+computation with symbolic sizes; the older TorchScript exporter bakes the export size into the
+grid. Settings are written into the model's metadata (``metadata_props``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torchvision.ops import nms
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+
+
+class ExportWrapper(nn.Module):
+    """The detector as exported: decoding (and optionally NMS) inside ``forward``."""
+
+    def __init__(self, model: nn.Module, *, with_nms: bool = False, score_thresh: float = 0.25,
+                 iou_thresh: float = 0.5) -> None:
+        super().__init__()
+        self.model = model
+        self.with_nms = with_nms
+        self.score_thresh = float(score_thresh)
+        self.iou_thresh = float(iou_thresh)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor] | Tensor:
+        boxes, scores = self.model.head.decode(self.model(images))
+        if not self.with_nms:
+            return boxes, scores
+        b, n = scores.shape
+        batch_index = torch.arange(b, device=images.device).view(b, 1).expand(b, n).reshape(-1)
+        flat_boxes, flat_scores = boxes.reshape(-1, 4), scores.reshape(-1)
+        # separate the images: shift each by more than the extent of all boxes (N > 0, so max is defined)
+        offset = (flat_boxes.abs().max() * 2 + 1) * batch_index.to(flat_boxes.dtype)
+        keep = flat_scores > self.score_thresh
+        flat_boxes, flat_scores, batch_index, offset = (
+            flat_boxes[keep], flat_scores[keep], batch_index[keep], offset[keep]
+        )
+        kept = nms(flat_boxes + offset[:, None], flat_scores, self.iou_thresh)
+        # group by image keeping NMS's descending-score order: sort on (image, rank), unique keys
+        # (ONNX has no stable sort)
+        rank = torch.arange(kept.numel(), device=kept.device)
+        kept = kept[torch.argsort(batch_index[kept] * kept.numel() + rank)]
+        return torch.cat([batch_index[kept, None].to(flat_boxes.dtype), flat_boxes[kept], flat_scores[kept, None]], 1)
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    img_size: int = 640,
+    with_nms: bool = False,
+    score_thresh: float = 0.25,
+    iou_thresh: float = 0.5,
+    metadata: Mapping[str, Any] | None = None,
+    optimize: bool = True,
+) -> Path:
+    """Write ``model`` (a Detector) as ONNX to ``path`` (one file); returns the path."""
+    import onnx  # the [export] extra
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if img_size % 32:
+        raise ValueError(f"img_size must be a multiple of 32, got {img_size}")
+    wrapper = ExportWrapper(model, with_nms=with_nms, score_thresh=score_thresh, iou_thresh=iou_thresh).eval()
+    example = torch.rand(2, 3, img_size, img_size)
+    dim = torch.export.Dim
+    dynamic = {"images": {0: dim("batch", min=1, max=4096), 2: dim.DYNAMIC, 3: dim.DYNAMIC}}
+    outputs = ["detections"] if with_nms else ["boxes", "scores"]
+    start = time.perf_counter()
+    with torch.no_grad():
+        program = torch.onnx.export(wrapper, (example,), dynamo=True, input_names=["images"], output_names=outputs,
+                                    dynamic_shapes=dynamic, opset_version=OPSET, optimize=optimize)
+    proto = program.model_proto
+    meta = {"producer": "facedet", "input": "images: float32 (B, 3, H, W) RGB in [0, 1], letterboxed, pad 128",
+            "outputs": ", ".join(outputs), "img_size": img_size, "nms": "onnx NonMaxSuppression (IoU)" if with_nms
+            else "none", "score_thresh": score_thresh if with_nms else None,
+            "iou_thresh": iou_thresh if with_nms else None} | dict(metadata or {})
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
+    onnx.save_model(proto, str(path))
+    log.info("exported %s in %.1f s (%s)", path, time.perf_counter() - start, "with NMS" if with_nms else "no NMS")
+    return path
+
+
+def _canonical(dets: np.ndarray) -> np.ndarray:
+    """``(K, 6)`` detections sorted by image, descending score (to 1e-5: flat image regions give
+    equal scores up to float noise), then the box."""
+    d = dets.round(5)
+    return dets[np.lexsort((d[:, 4], d[:, 3], d[:, 2], d[:, 1], -d[:, 5], d[:, 0]))]
+
+
+def verification_images(shapes: Sequence[tuple[int, int, int]], seed: int = 0) -> list[Tensor]:
+    """Batches of synthetic face images (so a trained model detects something) at each
+    ``(batch, height, width)``, as float ``(B, 3, H, W)`` in [0, 1]."""
+    import cv2
+
+    from facedet.data.synthetic import render_synthetic_image
+
+    out, k = [], 0
+    for b, h, w in shapes:
+        batch = []
+        for _ in range(b):
+            img, _ = render_synthetic_image(seed, "val", k)
+            k += 1
+            batch.append(torch.from_numpy(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)).permute(2, 0, 1))
+        out.append(torch.stack(batch).float() / 255)
+    return out
+
+
+def compare_with_onnxruntime(
+    model: nn.Module,
+    path: str | Path,
+    shapes: Sequence[tuple[int, int, int]],
+    *,
+    with_nms: bool = False,
+    score_thresh: float = 0.25,
+    iou_thresh: float = 0.5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Run the ONNX file in onnxruntime and the PyTorch model on the same synthetic face images of
+    each ``(batch, height, width)``; returns the max absolute differences (boxes in pixels, scores),
+    whether the outputs have equal shapes, and how many boxes were compared."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    wrapper = ExportWrapper(model, with_nms=with_nms, score_thresh=score_thresh, iou_thresh=iou_thresh).eval()
+    report: dict[str, Any] = {"shapes": [list(s) for s in shapes], "max_abs_box": 0.0, "max_abs_score": 0.0,
+                              "same_shapes": True, "boxes_compared": 0}
+    for x in verification_images(shapes, seed):
+        with torch.no_grad():
+            ref = wrapper(x)
+        got = session.run(None, {"images": x.numpy()})
+        if with_nms:  # rows in a canonical order: equal scores may come out of NMS in either order
+            r, g = _canonical(ref.numpy()), _canonical(got[0])
+            ref_boxes, ref_scores, got_boxes, got_scores = r[:, :5], r[:, 5], g[:, :5], g[:, 5]
+        else:
+            ref_boxes, ref_scores = ref[0].numpy(), ref[1].numpy()
+            got_boxes, got_scores = got
+        if ref_boxes.shape != got_boxes.shape:
+            report["same_shapes"] = False
+            continue
+        if ref_boxes.size:
+            report["max_abs_box"] = max(report["max_abs_box"], float(np.abs(ref_boxes - got_boxes).max()))
+            report["max_abs_score"] = max(report["max_abs_score"], float(np.abs(ref_scores - got_scores).max()))
+            report["boxes_compared"] += len(ref_scores.reshape(-1))
+    return report

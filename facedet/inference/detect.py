@@ -1,0 +1,155 @@
+"""Run a Predictor over images, folders and videos; write annotated media and the detections.
+
+``run_detection`` returns (and the CLI writes as ``detections.json``)::
+
+    {"images": {"<path under the source>": {"width", "height", "detections": [{"box": [x1, y1, x2, y2], "score"}]}},
+     "videos": {"<path>": {"fps", "width", "height", "frames": [[{"box", "score"}, ...], ...]}},
+     "skipped": {"<path>": "<reason>"}}
+
+Boxes are in original pixels. An unreadable image in a folder is skipped, counted and reported
+(``skipped``); an unreadable single source is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from facedet.data.dataset import load_image
+from facedet.inference.draw import draw_detections
+from facedet.inference.predictor import Predictor
+from facedet.inference.smoothing import BoxSmoother
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+
+def list_sources(source: str | Path) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """(images, videos) as (path, name relative to the source) pairs, sorted."""
+    src = Path(source).expanduser()
+    if not src.exists():
+        raise FileNotFoundError(f"source not found: {src}")
+    files = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else [src]
+    base = src if src.is_dir() else src.parent
+    images = [(p, p.relative_to(base).as_posix()) for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    videos = [(p, p.relative_to(base).as_posix()) for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
+    if not src.is_dir() and not images and not videos:
+        raise ValueError(f"{src}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) or a video "
+                         f"({', '.join(sorted(VIDEO_SUFFIXES))})")
+    return images, videos
+
+
+def _dets(pred: dict[str, np.ndarray], boxes: np.ndarray | None = None) -> list[dict[str, Any]]:
+    b = pred["boxes"] if boxes is None else boxes
+    return [{"box": [round(float(v), 2) for v in box], "score": round(float(s), 4)}
+            for box, s in zip(b, pred["scores"], strict=True)]
+
+
+def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def detect_images(predictor: Predictor, images: list[tuple[Path, str]], out_dir: Path | None, *,
+                  batch_size: int = 8, line_width: int = 2, strict: bool = False) -> tuple[dict, dict]:
+    """Detections per image (and annotated copies under ``out_dir`` when given); returns
+    (results, skipped). With ``strict`` an unreadable image raises instead of being skipped."""
+    results: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for chunk in _batches(images, max(1, batch_size)):
+        loaded = []
+        for path, name in chunk:
+            try:
+                loaded.append((name, load_image(path)))
+            except ValueError as e:
+                if strict:
+                    raise
+                skipped[name] = str(e)
+                log.warning("skipped %s", e)
+        for (name, img), pred in zip(loaded, predictor([im for _, im in loaded]), strict=True):
+            results[name] = {"width": img.shape[1], "height": img.shape[0], "detections": _dets(pred)}
+            if out_dir is not None:
+                out = out_dir / name
+                out.parent.mkdir(parents=True, exist_ok=True)
+                drawn = draw_detections(img, pred["boxes"], pred["scores"], line_width=line_width)
+                if not cv2.imwrite(str(out), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
+                    raise OSError(f"could not write {out}")
+    return results, skipped
+
+
+def detect_video(predictor: Predictor, path: Path, out_path: Path | None, *, smoother: BoxSmoother | None = None,
+                 batch_size: int = 8, line_width: int = 2) -> dict[str, Any]:
+    """Detections per frame of the video at ``path`` (optionally smoothed over time), and an
+    annotated copy at ``out_path`` (mp4v) when given."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ValueError(f"cannot open video {path}")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    writer = None
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if not writer.isOpened():
+            cap.release()
+            raise OSError(f"cannot write video {out_path} (no mp4v encoder in this OpenCV build?)")
+    if smoother is not None:
+        smoother.reset()
+    frames: list[list[dict[str, Any]]] = []
+    try:
+        done = False
+        while not done:
+            batch = []
+            while len(batch) < max(1, batch_size):
+                ok, frame = cap.read()
+                if not ok:
+                    done = True
+                    break
+                batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            for img, pred in zip(batch, predictor(batch), strict=True):
+                boxes = smoother(pred["boxes"]) if smoother is not None else pred["boxes"]
+                frames.append(_dets(pred, boxes))
+                if writer is not None:
+                    drawn = draw_detections(img, boxes, pred["scores"], line_width=line_width)
+                    writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    return {"fps": fps, "width": w, "height": h, "frames": frames}
+
+
+def run_detection(predictor: Predictor, source: str | Path, out_dir: str | Path, *, save_media: bool = True,
+                  smoother: BoxSmoother | None = None, batch_size: int = 8, line_width: int = 2) -> dict[str, Any]:
+    """Detect faces in every image and video of ``source``; annotated media go to ``out_dir``."""
+    out_dir = Path(out_dir)
+    images, videos = list_sources(source)
+    src_dir = Path(source) if Path(source).is_dir() else Path(source).parent
+    if save_media and out_dir.resolve() == src_dir.resolve():
+        raise ValueError(f"the output folder {out_dir} is the source folder: annotated copies would replace the "
+                         "originals; give out=<another folder>")
+    media_dir = out_dir if save_media else None
+    single = Path(source).is_file()
+    results, skipped = detect_images(predictor, images, media_dir, batch_size=batch_size, line_width=line_width,
+                                     strict=single)
+    video_results = {}
+    for path, name in videos:
+        out = out_dir / Path(name).with_suffix(".mp4") if save_media else None
+        try:
+            video_results[name] = detect_video(predictor, path, out, smoother=smoother, batch_size=batch_size,
+                                               line_width=line_width)
+        except ValueError as e:
+            if single:
+                raise
+            skipped[name] = str(e)
+            log.warning("skipped %s", e)
+    if not results and not video_results and not skipped:
+        log.warning("no images or videos found in %s", source)
+    return {"images": results, "videos": video_results, "skipped": skipped}

@@ -1,0 +1,103 @@
+"""A trained detector ready for images: load a checkpoint, letterbox, predict, map boxes back.
+
+``load_detector`` is shared by ``tools/eval.py``, ``tools/detect.py`` and ``tools/export.py``: it
+rebuilds the model from the config stored in a training checkpoint (so no model config has to be
+given), loads the EMA weights when present and lets the post-processing be overridden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from facedet.data.transforms import Letterbox, ToTensor
+from facedet.inference.tta import TTA, predict_with_tta
+from facedet.registry import POSTPROCESSORS, ConfigError, closest
+from facedet.structures import boxes_to_original, empty_sample_arrays
+
+POSTPROCESS_KEYS = ("score_thresh", "iou_thresh", "max_det")
+
+
+def override_postprocess(model_cfg: DictConfig, *, nms: str | None = None, **values: Any) -> None:
+    """Set the NMS variant (``diou_nms``, ``nms``, ``soft_nms``) and thresholds of a model config in
+    place; ``None`` leaves a value as configured."""
+    import facedet.postprocess  # noqa: F401  (registers the NMS family)
+
+    post = model_cfg.postprocess
+    if nms is not None:
+        if nms not in POSTPROCESSORS:
+            guess = closest(str(nms), POSTPROCESSORS.names())
+            raise ConfigError(f"Unknown NMS '{nms}' at 'nms'. Known: {', '.join(POSTPROCESSORS.names())}."
+                              + (f" Did you mean '{guess}'?" if guess else ""))
+        post.type = nms
+    for key, value in values.items():
+        if key not in POSTPROCESS_KEYS:
+            raise ConfigError(f"Unknown post-processing key '{key}'. Known: {', '.join(POSTPROCESS_KEYS)}.")
+        if value is not None:
+            post[key] = value
+
+
+def load_detector(
+    checkpoint: str | Path, *, use_ema: bool = True, device: torch.device | str = "cpu", nms: str | None = None,
+    **postprocess: Any,
+) -> tuple[torch.nn.Module, DictConfig, str]:
+    """(model in eval mode on ``device``, the training config stored in the checkpoint with the
+    overrides applied, which weights: ``ema`` or ``model``)."""
+    from facedet.engine.checkpoint import load_checkpoint, load_model_state, model_weights
+    from facedet.models import build_detector
+
+    ckpt = load_checkpoint(checkpoint)
+    if "config" not in ckpt:
+        raise ConfigError(f"{checkpoint} holds no 'config'; is it a facedet training checkpoint?")
+    train_cfg = OmegaConf.create(ckpt["config"])
+    override_postprocess(train_cfg.model, nms=nms, **postprocess)
+    model = build_detector(train_cfg.model)
+    which, state = model_weights(ckpt, use_ema=use_ema)
+    load_model_state(model, state, f"{checkpoint} ({which} weights)")
+    return model.to(device).eval(), train_cfg, which
+
+
+class Predictor:
+    """``predictor(images)``: HxWx3 uint8 RGB arrays -> per image ``{boxes (K, 4) xyxy float32 in the
+    image's pixels, scores (K,)}`` (numpy), by descending score.
+
+    Images are letterboxed to ``img_size`` exactly as in evaluation (so results match
+    ``tools/eval.py``) and predicted with the model's post-processing and optional ``tta``.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, img_size: int, device: torch.device | str = "cpu",
+                 tta: TTA | None = None, pad_value: int = 128) -> None:
+        if img_size % 32:
+            raise ConfigError(f"img_size must be a multiple of 32 (the largest stride), got {img_size}")
+        self.model = model.eval()
+        self.device = torch.device(device)
+        self.img_size = int(img_size)
+        self.tta = tta or TTA()
+        self.letterbox = Letterbox(size=img_size, pad_value=pad_value)
+        self.to_tensor = ToTensor()
+
+    def preprocess(self, image: np.ndarray, name: str = "") -> tuple[torch.Tensor, dict[str, Any]]:
+        """One RGB image -> (3xSxS float tensor, meta with the letterbox ratio and padding)."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.dtype} {image.shape} ({name})")
+        sample = {"image": image, "image_id": name, "orig_size": image.shape[:2], **empty_sample_arrays()}
+        item = self.to_tensor(self.letterbox(sample))
+        return item["image"], item["meta"]
+
+    @torch.no_grad()
+    def __call__(self, images: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        if not images:
+            return []
+        tensors, metas = zip(*(self.preprocess(im) for im in images), strict=True)
+        batch = torch.stack(tensors).to(self.device)
+        preds = predict_with_tta(self.model, batch, self.tta)
+        return [
+            {"boxes": boxes_to_original(p["boxes"].float().cpu(), meta).numpy(),
+             "scores": p["scores"].float().cpu().numpy()}
+            for p, meta in zip(preds, metas, strict=True)
+        ]

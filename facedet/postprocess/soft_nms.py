@@ -1,0 +1,82 @@
+"""Soft-NMS (Bodla et al., 2017): instead of removing boxes that overlap a kept one, lower their
+scores, so a face partly hidden behind another keeps a (reduced) score rather than vanishing.
+
+torchvision has no soft-NMS, so it is written here: a loop over the kept boxes (at most
+``max_det`` iterations), each step vectorised over the candidates.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchvision.ops import box_iou
+
+from facedet.postprocess.nms import _NMSBase
+from facedet.registry import POSTPROCESSORS
+
+SOFT_NMS_METHODS = ("gaussian", "linear")
+
+
+@POSTPROCESSORS.register("soft_nms")
+class SoftNMS(_NMSBase):
+    """Soft-NMS with the arguments of ``DIoUNMS`` plus ``method`` and ``sigma``.
+
+    Each step keeps the highest-scoring remaining box and multiplies the scores of the others by
+    ``exp(-IoU^2 / sigma)`` (``gaussian``; ``iou_thresh`` unused) or by ``1 - IoU`` where IoU
+    exceeds ``iou_thresh`` (``linear``). Boxes whose score falls to ``score_thresh`` or below are
+    dropped; outputs carry the decayed scores, sorted descending.
+    """
+
+    def __init__(
+        self,
+        *,
+        method: str = "gaussian",
+        sigma: float = 0.5,
+        score_thresh: float = 0.001,
+        iou_thresh: float = 0.6,
+        max_det: int = 300,
+        pre_nms_topk: int = 3000,
+    ) -> None:
+        # the arguments are spelled out (not **kwargs) so the registry can name a mistyped key
+        super().__init__(score_thresh=score_thresh, iou_thresh=iou_thresh, max_det=max_det, pre_nms_topk=pre_nms_topk)
+        if method not in SOFT_NMS_METHODS:
+            raise ValueError(f"soft_nms method must be one of {SOFT_NMS_METHODS}, got {method!r}")
+        if sigma <= 0:
+            raise ValueError(f"soft_nms sigma must be positive, got {sigma}")
+        self.method = method
+        self.sigma = float(sigma)
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f", method={self.method!r}, sigma={self.sigma})"
+
+    def single(self, boxes: Tensor, scores: Tensor) -> dict[str, Tensor]:
+        dtype = torch.promote_types(boxes.dtype, torch.float32)
+        boxes, scores = boxes.to(dtype), scores.to(dtype)
+        keep = scores > self.score_thresh
+        boxes, scores = boxes[keep], scores[keep]
+        if scores.numel() > self.pre_nms_topk:
+            scores, idx = scores.topk(self.pre_nms_topk)
+            boxes = boxes[idx]
+        iou = box_iou(boxes, boxes)
+        live = scores.clone()
+        alive = torch.ones_like(scores, dtype=torch.bool)
+        kept, kept_scores = [], []
+        for _ in range(min(self.max_det, scores.numel())):
+            i = int(torch.where(alive, live, torch.full_like(live, -1.0)).argmax())
+            if not alive[i]:
+                break
+            kept.append(i)
+            kept_scores.append(live[i].clone())
+            alive[i] = False
+            if self.method == "gaussian":
+                live = live * torch.exp(-(iou[i] ** 2) / self.sigma)
+            else:
+                live = live * torch.where(iou[i] > self.iou_thresh, 1 - iou[i], torch.ones_like(iou[i]))
+            alive &= live > self.score_thresh
+        idx = torch.tensor(kept, dtype=torch.int64, device=boxes.device)
+        out_scores = torch.stack(kept_scores) if kept_scores else scores.new_zeros(0)
+        return {
+            "boxes": boxes[idx],
+            "scores": out_scores,
+            "labels": torch.zeros(idx.numel(), dtype=torch.int64, device=boxes.device),
+        }
