@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from facedet.models.specials import freeze_bn_gamma
+from facedet.models.specials import freeze_bn_gamma, set_bn_momentum
 from facedet.registry import BACKBONES, HEADS, LOSSES, NECKS, POSTPROCESSORS, ConfigError, build
 from facedet.structures import Target
 
@@ -49,16 +49,9 @@ class Detector(nn.Module):
 def build_detector(cfg: Mapping[str, Any]) -> Detector:
     """Build a Detector from a model config (``backbone``, ``neck``, ``head``, ``loss``,
     ``postprocess`` nodes and ``anchors``); channels, anchors and strides are wired here.
-    ``freeze_bn_gamma: true`` freezes every BatchNorm scale (``specials.freeze_bn_gamma``). Other
+    ``freeze_bn_gamma: true`` freezes every BatchNorm scale (``specials.freeze_bn_gamma``);
+    ``bn_momentum`` sets every BatchNorm's running-statistics momentum (``specials.set_bn_momentum``). Other
     model-level keys (``name``, ``weights``, ``weights_partial``) are read by the training run."""
-    # importing the packages registers their components
-    import facedet.assign  # noqa: F401
-    import facedet.losses  # noqa: F401
-    import facedet.models.backbones  # noqa: F401
-    import facedet.models.heads  # noqa: F401
-    import facedet.models.necks  # noqa: F401
-    import facedet.postprocess  # noqa: F401
-
     for key in ("backbone", "neck", "head", "loss", "postprocess", "anchors"):
         if key not in cfg:
             raise ConfigError(f"The model config has no 'model.{key}'.")
@@ -92,5 +85,11 @@ def build_detector(cfg: Mapping[str, Any]) -> Detector:
         raise ConfigError(f"model.freeze_bn_gamma must be true or false, got {freeze!r}")
     if freeze:
         freeze_bn_gamma(detector)
+    momentum = cfg.get("bn_momentum")
+    if momentum is not None:
+        try:
+            set_bn_momentum(detector, float(momentum))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model.bn_momentum: {e}") from None
     return detector
 
