@@ -103,15 +103,21 @@ class _NMSBase:
             f"max_det={self.max_det}, pre_nms_topk={self.pre_nms_topk})"
         )
 
-    def single(self, boxes: Tensor, scores: Tensor) -> dict[str, Tensor]:
-        """One image: ``(N, 4)`` xyxy, ``(N,)`` scores -> {boxes (K, 4), scores (K,), labels (K,) int64}."""
-        dtype = torch.promote_types(boxes.dtype, torch.float32)  # fp16 would lose the centre-distance term
+    def candidates(self, boxes: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
+        """The boxes entering suppression: scores above ``score_thresh``, at most ``pre_nms_topk``
+        of them, in at least float32 (fp16 would lose DIoU's centre-distance term)."""
+        dtype = torch.promote_types(boxes.dtype, torch.float32)
         boxes, scores = boxes.to(dtype), scores.to(dtype)
         keep = scores > self.score_thresh
         boxes, scores = boxes[keep], scores[keep]
         if scores.numel() > self.pre_nms_topk:
             scores, idx = scores.topk(self.pre_nms_topk)
             boxes = boxes[idx]
+        return boxes, scores
+
+    def single(self, boxes: Tensor, scores: Tensor) -> dict[str, Tensor]:
+        """One image: ``(N, 4)`` xyxy, ``(N,)`` scores -> {boxes (K, 4), scores (K,), labels (K,) int64}."""
+        boxes, scores = self.candidates(boxes, scores)
         idx = self._suppress(boxes, scores)[: self.max_det]
         return {
             "boxes": boxes[idx],

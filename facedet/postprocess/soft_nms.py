@@ -50,13 +50,7 @@ class SoftNMS(_NMSBase):
         return super().__repr__()[:-1] + f", method={self.method!r}, sigma={self.sigma})"
 
     def single(self, boxes: Tensor, scores: Tensor) -> dict[str, Tensor]:
-        dtype = torch.promote_types(boxes.dtype, torch.float32)
-        boxes, scores = boxes.to(dtype), scores.to(dtype)
-        keep = scores > self.score_thresh
-        boxes, scores = boxes[keep], scores[keep]
-        if scores.numel() > self.pre_nms_topk:
-            scores, idx = scores.topk(self.pre_nms_topk)
-            boxes = boxes[idx]
+        boxes, scores = self.candidates(boxes, scores)
         iou = box_iou(boxes, boxes)
         live = scores.clone()
         alive = torch.ones_like(scores, dtype=torch.bool)
