@@ -134,10 +134,10 @@ def test_frozen_gamma_stays_fixed_under_training(compose_cfg) -> None:
 
 
 def test_bn_momentum_reaches_every_batchnorm_and_bad_values_fail(compose_cfg):
-    cfg = compose_cfg(["model.bn_momentum=0.1"])
+    cfg = compose_cfg(["model.bn_momentum=0.2"])
     det = build_detector(cfg.model)
     bns = [m for m in det.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert bns and all(m.momentum == 0.1 for m in bns)
+    assert bns and all(m.momentum == 0.2 for m in bns)
     assert {m.momentum for m in build_detector(compose_cfg(["model=yolov4"]).model).modules()
             if isinstance(m, torch.nn.BatchNorm2d)} == {0.03}
     with pytest.raises(ConfigError, match="model.bn_momentum"):
