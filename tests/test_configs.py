@@ -81,3 +81,32 @@ def test_unknown_component_name_lists_the_known_ones(compose_cfg):
     cfg = compose_cfg(["model.backbone.type=cspdarknet54"])
     with pytest.raises(ConfigError, match=r"Unknown backbone 'cspdarknet54'.*Did you mean 'cspdarknet'"):
         build_detector(cfg.model)
+
+
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+
+
+def test_there_are_experiments_to_test():
+    assert {"facemask", "widerface_light", "widerface_cspdarknet53"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_builds(compose_cfg, experiment):
+    cfg = compose_cfg([f"experiment={experiment}"])
+    default = compose_cfg()
+    assert cfg.name != default.name  # an experiment names its runs
+    assert cfg.data.img_size % 32 == 0 and cfg.train.epochs > 0
+    det = build_detector(cfg.model)
+    assert [len(a) for a in cfg.model.anchors] == [6, 6, 6]
+    assert isinstance(det, Detector)
+
+
+def test_widerface_recipes_have_their_advertised_size(compose_cfg):
+    from facedet.models.info import model_info
+
+    light = compose_cfg(["experiment=widerface_light"])
+    info = model_info(build_detector(light.model), light.data.img_size, depth=0)
+    assert light.data.img_size == 640 and 1.5 < info.gflops < 2.5  # the yolov5n-face budget (2.1 GFLOPs)
+    large = compose_cfg(["experiment=widerface_cspdarknet53"])
+    assert large.model.backbone.type == "cspdarknet" and large.model.backbone.width == 1.0
+    assert "widerface" in large.eval.evaluators and large.data.name == "widerface"
