@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import pytest
 import torch
 from torch import nn
 
@@ -66,5 +67,7 @@ def test_model_info_tool(tmp_path, capsys) -> None:
 
 def test_model_info_tool_rejects_typos(capsys) -> None:
     tool = _tool()
-    assert tool.main(["model=yolov4_tnyi"]) == 2
+    with pytest.raises(SystemExit) as e:
+        tool.main(["model=yolov4_tnyi"])
+    assert e.value.code == 2
     assert "yolov4_tiny" in capsys.readouterr().err  # Hydra lists the available options

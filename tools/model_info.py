@@ -13,11 +13,7 @@ import argparse
 import json
 import sys
 
-from hydra import compose, initialize_config_dir
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
-
-from facedet.cli.common import CONFIG_DIR, user_errors
+from facedet.cli.common import compose_or_exit, user_errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,12 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
-    try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(config_name="train", overrides=args.overrides)
-    except (HydraException, OmegaConfBaseException) as e:
-        print(f"facedet: error: {e}", file=sys.stderr)
-        return 2
+    cfg = compose_or_exit(args.overrides)
 
     import torch
 

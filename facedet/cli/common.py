@@ -9,6 +9,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from omegaconf import DictConfig
+
 from facedet.engine.checkpoint import CheckpointError
 from facedet.engine.trainer import TrainingDiverged
 from facedet.registry import ConfigError
@@ -46,5 +48,20 @@ def user_errors() -> Iterator[None]:
     except USER_ERRORS as e:
         if os.environ.get("FACEDET_DEBUG"):
             raise
+        print(f"facedet: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def compose_or_exit(overrides: list[str], config_name: str = "train") -> DictConfig:
+    """The composed config for a tool that takes training overrides outside ``@hydra.main`` (no run
+    directory); a composition error (unknown key or group option) is one line and exit status 2."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose(config_name=config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
         print(f"facedet: error: {e}", file=sys.stderr)
         sys.exit(2)
