@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -21,25 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def machine() -> str:
-    cpu = platform.processor() or ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu}), load average {load}"
-
-
-def versions() -> str:
-    import albumentations
-    import cv2
-    import numpy
-    import torch
-
-    return (f"python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}, "
-            f"opencv {cv2.__version__}, albumentations {albumentations.__version__}")
+from bench.common import print_header  # noqa: E402
 
 
 def build_loader(args: argparse.Namespace, workers: int):
@@ -107,9 +88,7 @@ def main() -> None:
 
     torch.set_num_threads(1)  # as inside loader workers; the main process only collates here
     cv2.setNumThreads(1)
-    print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
-    print("versions:", versions())
-    print("machine:", machine())
+    print_header("cv2", "albumentations")
     print(f"pipeline: data={args.data} aug={args.aug} img_size={args.img_size} batch_size={args.batch_size}, "
           f"{args.batches} timed batches x {args.repeats} runs per setting")
     for workers in args.workers:

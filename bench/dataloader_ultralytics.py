@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     try:
-        import ultralytics
+        import ultralytics  # noqa: F401  (the version line names it; fail early if absent)
         from ultralytics.cfg import get_cfg
         from ultralytics.data.build import build_dataloader
         from ultralytics.data.dataset import YOLODataset
@@ -41,7 +41,7 @@ def main() -> None:
         sys.exit("ultralytics is not installed; see this script's docstring")
     import torch
 
-    from bench.dataloader import machine, versions
+    from bench.common import print_header
     from facedet.data.convert import convert
 
     torch.set_num_threads(1)
@@ -53,9 +53,7 @@ def main() -> None:
     ds = YOLODataset(img_path=str(tmp / "images"), imgsz=args.img_size, augment=True, hyp=hyp, rect=False,
                      cache="ram", batch_size=args.batch_size, stride=32,
                      data={"names": {0: "face"}, "nc": 1, "channels": 3}, prefix="bench: ")
-    print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
-    print("versions:", versions(), f", ultralytics {ultralytics.__version__}")
-    print("machine:", machine())
+    print_header("cv2", "albumentations", "ultralytics")
     print(f"ultralytics hyp: mosaic {hyp.mosaic}, scale {hyp.scale}, translate {hyp.translate}, degrees "
           f"{hyp.degrees}, hsv {hyp.hsv_h}/{hyp.hsv_s}/{hyp.hsv_v}, fliplr {hyp.fliplr}; {args.img_size} px")
     for w in args.workers:

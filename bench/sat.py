@@ -36,7 +36,7 @@ def main() -> None:
     import torch
     from hydra import compose, initialize_config_dir
 
-    from bench.dataloader import machine, versions
+    from bench.common import print_header
     from facedet.data import build_dataloader, build_transforms, generate_synthetic
     from facedet.engine.sat import adversarial_images
     from facedet.models import build_detector
@@ -71,9 +71,8 @@ def main() -> None:
             torch.cuda.synchronize()
         return 1000 * (time.perf_counter() - t0), 1000 * (time.process_time() - c0)
 
-    print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
-    print("versions:", versions())
-    print("machine:", machine(), f"| torch threads {torch.get_num_threads()}, device {device}")
+    print_header()
+    print(f"device {device}")
     print(f"model {args.model}, {args.img_size} px, batch {args.batch_size}, epsilon {args.epsilon}, "
           f"{args.steps} timed steps per setting (interleaved, so load changes hit both alike)")
     for _ in range(2):  # warm-up

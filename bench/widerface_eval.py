@@ -10,17 +10,14 @@ to load the .mat files and to evaluate, the command line, library versions and t
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import scipy
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import print_header  # noqa: E402
 from facedet.evaluation.widerface import WiderGroundTruth, evaluate_wider  # noqa: E402
 
 
@@ -49,15 +46,11 @@ def main() -> None:
     t0 = time.perf_counter()
     res = evaluate_wider(preds, gt, list(gt.images))
     eval_s = time.perf_counter() - t0
-    print(f"command: {' '.join([sys.executable, *sys.argv])}")
+    print_header("scipy")
     print(f"images {len(gt)}, predictions {n_preds}")
     print("AP " + ", ".join(f"{s} {r['ap']:.4f} ({r['faces']} faces)" for s, r in res.items()))
     print(f"load .mat files {load_s:.2f} s")
     print(f"evaluate (3 settings) {eval_s:.2f} s")
-    print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-          f"torch {torch.__version__}")
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, torch threads "
-          f"{torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} (other processes share the CPUs)")
 
 
 if __name__ == "__main__":

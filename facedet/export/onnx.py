@@ -95,7 +95,8 @@ def export_onnx(
     start = time.perf_counter()
     with torch.no_grad():
         program = torch.onnx.export(wrapper, (example,), dynamo=True, input_names=["images"], output_names=outputs,
-                                    dynamic_shapes=dynamic, opset_version=OPSET, optimize=optimize)
+                                    dynamic_shapes=dynamic, opset_version=OPSET, optimize=optimize,
+                                    verbose=False)  # the exporter's progress lines; failures still raise
     proto = program.model_proto
     meta = {"producer": "facedet", "input": "images: float32 (B, 3, H, W) RGB in [0, 1], letterboxed, pad 128",
             "outputs": ", ".join(outputs), "img_size": img_size, "nms": "onnx NonMaxSuppression (IoU)" if with_nms
