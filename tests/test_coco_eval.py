@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -12,13 +11,7 @@ import torch
 from facedet.evaluation.coco import COCOEvaluator, records_to_coco
 from facedet.structures import boxes_to_original
 
-
-@dataclass
-class Rec:
-    image_id: str
-    orig_size: tuple[int, int]
-    boxes: np.ndarray
-    ignore: np.ndarray
+from .conftest import GroundTruth as Rec
 
 
 def _records():

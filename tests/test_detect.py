@@ -7,7 +7,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
 from facedet.cli.detect import detect
 from facedet.data.synthetic import render_synthetic_image
@@ -15,12 +14,11 @@ from facedet.inference import BoxSmoother, draw_detections
 from facedet.registry import ConfigError
 
 from .checkpoint_utils import tiny_run
-from .conftest import CONFIG_DIR
+from .conftest import compose_config
 
 
 def detect_cfg(overrides):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="detect", overrides=overrides)
+    return compose_config(overrides, name="detect")
 
 
 @pytest.fixture(scope="module")

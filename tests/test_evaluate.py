@@ -4,7 +4,6 @@ face size, and how the training hook picks its metric."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -20,6 +19,7 @@ from facedet.engine.run import build_dataset
 from facedet.evaluation import COCOEvaluator, WiderFaceEvaluator, build_evaluators
 from facedet.registry import ConfigError
 
+from .conftest import GroundTruth as Rec
 from .wider_utils import make_wider_layout
 
 
@@ -74,14 +74,6 @@ def test_a_metric_reported_twice_is_an_error(wider):
     twice = [COCOEvaluator(loader.dataset.records), COCOEvaluator(loader.dataset.records)]
     with pytest.raises(ValueError, match="both report"):
         evaluate(oracle_for(loader), loader, device=torch.device("cpu"), evaluators=twice, progress=False)
-
-
-@dataclass
-class Rec:
-    image_id: str
-    orig_size: tuple[int, int]
-    boxes: np.ndarray
-    ignore: np.ndarray
 
 
 def test_ap50_per_face_size():

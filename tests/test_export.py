@@ -15,7 +15,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from facedet.cli.export import export
 from facedet.export.onnx import ExportWrapper, _canonical, compare_with_onnxruntime, export_onnx, verification_images
@@ -23,7 +22,7 @@ from facedet.inference import load_detector
 from facedet.postprocess import NMS
 
 from .checkpoint_utils import tiny_run
-from .conftest import CONFIG_DIR
+from .conftest import compose_config
 
 MISSING = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
 
@@ -34,8 +33,7 @@ TOL = 1e-3  # pixels for boxes, probability for scores
 
 
 def export_cfg(overrides):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="export", overrides=overrides)
+    return compose_config(overrides, name="export")
 
 
 @pytest.fixture(scope="module")

@@ -64,10 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         bad = [i for i in ids if not 1 <= i <= len(records)]
         if bad:
             raise ConfigError(f"--ids {bad}: the val split has images 1..{len(records)}")
+        by_image: dict[int, list[dict]] = {i: [] for i in ids}
+        for p in preds:  # one pass: the kept predictions of the drawn images
+            if p["image_id"] in by_image and p["score"] >= args.score:
+                by_image[p["image_id"]].append(p)
         panels = []
         for i in ids:
             rec = records[i - 1]
-            mine = [p for p in preds if p["image_id"] == i and p["score"] >= args.score]
+            mine = by_image[i]
             xywh = np.array([p["bbox"] for p in mine], np.float32).reshape(-1, 4)
             boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
             scores = np.array([p["score"] for p in mine], np.float32)
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                                      value=(255, 255, 255)) for p in panels]
         path = write_png(make_grid(square, cols=args.cols), args.out)
         faces = sum(int((~np.asarray(records[i - 1].ignore, bool)).sum()) for i in ids)
-        shown = sum(1 for p in preds if p["image_id"] in set(ids) and p["score"] >= args.score)
+        shown = sum(len(v) for v in by_image.values())
         print(f"wrote {path}: {len(ids)} images, {faces} faces, {shown} predictions with score >= {args.score}")
     return 0
 
