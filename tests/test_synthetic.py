@@ -99,3 +99,32 @@ def test_ensure_refuses_to_replace_other_data(tmp_path):
     with pytest.raises(ValueError, match="not a synthetic data set"):
         ensure_synthetic(tmp_path / "mine", num_train=1, num_val=1)
     assert (tmp_path / "mine" / "photo.jpg").exists()
+
+
+# sha256 prefixes of (the rendered pixels, the pixels training decodes from the written JPEG, the
+# boxes) for a few images of the default set. They changed once with the OpenCV release pip
+# resolved (cv2.putText, cv2.resize) and once with numpy's float32 summation order: the renderer
+# now avoids both, and this test fails whenever the images change. A deliberate change of the
+# renderer bumps synthetic.VERSION and updates these digests.
+RENDER_DIGESTS = {
+    ("train", 0): ("001ce907c5db82c7", "24126e57f3a6342a", "9e166233ac84ea91"),
+    ("train", 1): ("effc68270831bc69", "e9b92f80672f5f40", "4e0ffaa8ad0cf5f7"),
+    ("train", 7): ("c6246d69d999ff88", "2f68d0c90afc9b4e", "70a56bdb2faccb4f"),
+    ("val", 0): ("78a72151bbb35bd3", "eced2afab0f6f563", "ffde88d35d0cec75"),
+}
+
+
+@pytest.mark.parametrize("split,index", sorted(RENDER_DIGESTS))
+def test_rendered_images_do_not_change(tmp_path, split, index):
+    import hashlib
+
+    from facedet.data.dataset import load_image
+
+    def digest(a: np.ndarray) -> str:
+        return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+
+    img, boxes = syn.render_synthetic_image(0, split, index)
+    path = tmp_path / "x.jpg"
+    path.write_bytes(syn.encode_jpeg(img))
+    got = (digest(img), digest(load_image(path)), digest(boxes))
+    assert got == RENDER_DIGESTS[(split, index)], f"synthetic image {split}/{index} changed (VERSION {syn.VERSION})"

@@ -6,7 +6,13 @@ yolo_txt, synthetic) and the ``TRANSFORMS`` (letterbox, hflip, hsv, to_tensor, m
 affine, scale_crop, brightness_contrast, blur, noise, equalize, cutout).
 """
 
-from facedet.data.augment import (
+import os
+
+# albumentations asks PyPI for a newer release at import time; facedet makes no network calls at
+# run time (and offline the request only costs time), so switch it off unless the user set it.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+from facedet.data.augment import (  # noqa: E402
     Blur,
     BrightnessContrast,
     Cutout,
@@ -27,7 +33,7 @@ from facedet.data.dataset import (
     load_image,
 )
 from facedet.data.loader import build_dataloader, collate, seed_transforms, worker_init_fn
-from facedet.data.mosaic import Mosaic, MixUp, SharedValue, find_wrappers, wrap_train_dataset
+from facedet.data.mosaic import MixUp, Mosaic, SharedValue, find_wrappers, wrap_train_dataset
 from facedet.data.readers import (
     LabelError,
     LoadStats,

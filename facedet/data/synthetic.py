@@ -29,7 +29,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 GENERATOR = "facedet.data.synthetic"
-VERSION = 1  # bump whenever rendering changes, so cached sets are regenerated
+VERSION = 2  # bump whenever rendering changes, so cached sets are regenerated
 SPLITS = {"train": 0, "val": 1}
 IMG_RANGE = (256, 416)  # image side lengths, inclusive
 FACE_RANGE = (8.0, 200.0)  # face box widths before clipping to the image
@@ -79,6 +79,40 @@ def _half_extent(a: float, b: float, angle: float) -> tuple[float, float]:
     return float(np.hypot(a * c, b * s)), float(np.hypot(a * s, b * c))
 
 
+def _taps(n_in: int, n_out: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices (n_out x k) and weights (n_out x k) of a 1-D resize with pixel centres aligned
+    (as cv2.resize), borders replicated; cubic is Keys' kernel with a = -0.75 (OpenCV's)."""
+    src = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+    if kind == "nearest":
+        return np.minimum(np.floor((np.arange(n_out) * n_in) / n_out), n_in - 1).astype(int)[:, None], np.ones(
+            (n_out, 1)
+        )
+    base = np.floor(src)
+    t = src - base
+    if kind == "linear":
+        offsets, weights = np.array([0, 1]), np.stack([1 - t, t], 1)
+    else:
+        a, offsets = -0.75, np.array([-1, 0, 1, 2])
+        d = np.abs(t[:, None] - offsets[None])
+        weights = np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a)
+    return np.clip(base[:, None].astype(int) + offsets[None], 0, n_in - 1), weights
+
+
+def _upsample(small: np.ndarray, h: int, w: int, kind: str) -> np.ndarray:
+    """Resize an HxWxC float32 map to h x w in numpy. Not cv2.resize: its float kernels changed
+    between OpenCV releases (and differ by CPU instruction set); elementwise numpy arithmetic is
+    the same everywhere, so the rendered set does not depend on the OpenCV pip resolved."""
+    rows, row_w = _taps(small.shape[0], h, kind)
+    cols, col_w = _taps(small.shape[1], w, kind)
+    out = np.zeros((h, small.shape[1], small.shape[2]), np.float64)
+    for k in range(rows.shape[1]):
+        out += small[rows[:, k]] * row_w[:, k, None, None]
+    res = np.zeros((h, w, small.shape[2]), np.float64)
+    for k in range(cols.shape[1]):
+        res += out[:, cols[:, k]] * col_w[None, :, k, None]
+    return res.astype(np.float32)
+
+
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Gradient + low-frequency colour + optional texture, then random clutter (float work, uint8 out)."""
     d = rng.normal(size=2)
@@ -88,32 +122,47 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     img = c0 + ramp[..., None] * (c1 - c0)
     if rng.random() < 0.7:
         small = rng.uniform(-70, 70, (rng.integers(2, 8), rng.integers(2, 8), 3)).astype(np.float32)
-        img += cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+        img += _upsample(small, h, w, "cubic")
     if rng.random() < 0.5:
         k = int(rng.integers(1, 6))
         tex = rng.standard_normal((h // k + 1, w // k + 1, 1), dtype=np.float32) * rng.uniform(5, 30)
-        interp = cv2.INTER_NEAREST if rng.random() < 0.5 else cv2.INTER_LINEAR
-        tex = cv2.resize(tex, (w, h), interpolation=interp)
-        img += tex[..., None]
+        tex = _upsample(tex, h, w, "nearest" if rng.random() < 0.5 else "linear")
+        img += tex  # H x W x 1: the same grain in every channel
     img = np.clip(img, 0, 255).astype(np.uint8)
     for _ in range(int(rng.integers(4, 24))):
         col, kind = rng.uniform(0, 255, 3), rng.integers(5)
         x, y = rng.uniform(0, w), rng.uniform(0, h)
         s = float(np.exp(rng.uniform(np.log(8), np.log(0.6 * min(h, w)))))
         if kind == 0:  # rotated rectangle
-            box = cv2.boxPoints(((x, y), (s, s * rng.uniform(0.2, 1.5)), rng.uniform(0, 180)))
-            _poly(img, box, col)
+            half = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * [s / 2, s * rng.uniform(0.2, 1.5) / 2]
+            t = np.deg2rad(rng.uniform(0, 180))
+            _poly(img, half @ [[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]] + [x, y], col)
         elif kind == 1:
             _line(img, (x, y), np.array([x, y]) + rng.normal(0, s, 2), col, rng.integers(1, 5))
         elif kind == 2:  # ring
             _ellipse(img, (x, y), (s / 2, s / 2), 0, col, int(rng.integers(1, 4)))
         elif kind == 3:  # polyline scribble
             _poly(img, np.cumsum(rng.normal(0, s / 3, (int(rng.integers(3, 8)), 2)), 0) + [x, y], col, False)
-        else:  # text
-            txt = "".join(chr(c) for c in rng.integers(65, 91, int(rng.integers(2, 7))))
-            font, scale, thick = cv2.FONT_HERSHEY_SIMPLEX, rng.uniform(0.3, 1.5), int(rng.integers(1, 3))
-            cv2.putText(img, txt, (int(x), int(y)), font, scale, _col(col), thick, cv2.LINE_AA)
+        else:
+            _glyphs(img, rng, x, y, col)
     return img
+
+
+def _glyphs(img: np.ndarray, rng: np.random.Generator, x: float, y: float, color) -> None:
+    """A word of 2-6 letter-like glyphs, each 2-4 strokes between points of a 3x4 grid in its cell.
+
+    Not cv2.putText: OpenCV 5 draws the Hershey fonts differently from OpenCV 4 (up to a quarter of
+    an image's pixels changed), which changed the data set, and so the default job's AP, with the
+    OpenCV release pip happened to resolve. Lines, ellipses and polygons render identically in both.
+    """
+    height = rng.uniform(7, 33)  # the cap heights putText gave at scales 0.3-1.5
+    width, thick = 0.6 * height, int(rng.integers(1, 3))
+    for i in range(int(rng.integers(2, 7))):
+        x0 = x + i * 1.25 * width
+        grid = rng.integers(0, [3, 4], (int(rng.integers(2, 5)), 2, 2)) / [2, 3]  # (stroke, end, xy)
+        for p0, p1 in grid:
+            _line(img, (x0 + p0[0] * width, y - p0[1] * height), (x0 + p1[0] * width, y - p1[1] * height),
+                  color, thick)
 
 
 def _skin(rng: np.random.Generator) -> np.ndarray:
@@ -257,9 +306,12 @@ def render_synthetic_image(seed: int, split: str, index: int) -> tuple[np.ndarra
             sigma = rng.uniform(0.5, 0.5 + 0.06 * 2 * hw)
             img[y0:y1, x0:x1] = cv2.GaussianBlur(img[y0:y1, x0:x1], (0, 0), sigma)
     # global lighting: colour cast, brightness, contrast, an illumination gradient, sensor noise
-    f = img.astype(np.float32)
-    f *= (rng.uniform(0.8, 1.2, 3) * rng.uniform(0.6, 1.3)).astype(np.float32)
-    mean = float(f.mean())
+    gain = (rng.uniform(0.8, 1.2, 3) * rng.uniform(0.6, 1.3)).astype(np.float32)
+    f = img.astype(np.float32) * gain
+    # the mean from exact integer channel sums: a float32 f.mean() changed with numpy's summation
+    # order (2.2 vs 2.4), and with it every pixel of the image
+    sums = img.reshape(-1, 3).sum(0, dtype=np.int64)
+    mean = sum(float(g) * int(n) for g, n in zip(gain, sums, strict=True)) / img.size
     f = (f - mean) * rng.uniform(0.6, 1.3) + mean
     if rng.random() < 0.5:
         along_x = rng.random() < 0.5
@@ -291,6 +343,14 @@ def read_manifest(root: str | Path) -> dict[str, Any] | None:
         return None
 
 
+def encode_jpeg(img: np.ndarray) -> bytes:
+    """The JPEG bytes (quality 95) of an RGB image, as written into the set."""
+    ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
+
+
 def _write_split(out: Path, seed: int, split: str, n: int) -> dict[str, int]:
     """Images, WIDER txt and COCO json of one split; returns its image and face counts."""
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -298,10 +358,7 @@ def _write_split(out: Path, seed: int, split: str, n: int) -> dict[str, int]:
     for i in range(n):
         img, boxes = render_synthetic_image(seed, split, i)
         name = f"{i:05d}.jpg"
-        ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-        if not ok:
-            raise RuntimeError(f"JPEG encoding failed for {name}")
-        (out / "images" / name).write_bytes(buf.tobytes())
+        (out / "images" / name).write_bytes(encode_jpeg(img))
         b64 = boxes.astype(np.float64)  # float32 would print as 12.3400001 in the json
         xywh = np.concatenate([b64[:, :2], b64[:, 2:] - b64[:, :2]], 1).round(2).tolist()
         lines += [name, str(len(xywh))] + [
