@@ -53,7 +53,7 @@ def test_every_data_config_composes(compose_cfg, data):
 
 def test_eval_config_composes(compose_cfg):
     cfg = compose_cfg(["checkpoint=x.pt"], name="eval")
-    assert cfg.checkpoint == "x.pt" and cfg.get("data") is None
+    assert cfg.checkpoint == "x.pt" and cfg.data.root is None and "val" not in cfg.data
     cfg = compose_cfg(["checkpoint=x.pt", "data=facemask"], name="eval")
     assert cfg.data.name == "facemask"
 

@@ -34,7 +34,10 @@ def test_predictions_are_drawn_where_they_are_and_low_scores_are_not(tmp_path, c
     green = (img[..., 1] == 255) & (img[..., 0] == 0) & (img[..., 2] == 0)
     assert green[12:43, 10].all() and green[12, 10:51].all()  # the left and top edges of the kept box
     assert not green[70:101, 60].any()  # the low-scoring one is not drawn
-    assert (img[60:70, 100:110] == tool.CANVAS).all()  # boxes only: a grey canvas, no photo
+    # boxes only: a grey canvas, no photo: apart from white (labels, padding) and green (predictions)
+    # nearly every pixel is the canvas grey (a few are anti-aliased outline edges)
+    rest = ~((img == 255).all(-1) | green)
+    assert (img[rest] == tool.CANVAS).all(-1).mean() > 0.95
 
 
 def test_an_id_outside_the_val_split_is_a_clear_error(tmp_path, capsys):

@@ -6,10 +6,11 @@ import contextlib
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from facedet.engine.checkpoint import CheckpointError
 from facedet.engine.trainer import TrainingDiverged
@@ -64,4 +65,47 @@ def compose_or_exit(overrides: list[str], config_name: str = "train") -> DictCon
             return compose(config_name=config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as e:
         print(f"facedet: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+# Hydra flags that print or inspect and write no output folder.
+_NO_OUTPUT_FLAGS = ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
+                    "--version")
+
+
+def output_dir_problem(path: str) -> str | None:
+    """Why no folder can be created at ``path`` (the reason, naming the folder that refuses), or
+    None when it can. ``${...}`` parts (``${now:...}``, ``${name}``) are not known yet: the literal
+    part before the first one is checked."""
+    literal = path.split("${", 1)[0] or "."
+    p = Path(literal).expanduser().absolute()
+    try:
+        while not p.exists():
+            p = p.parent
+        if not p.is_dir():
+            return f"{p} is not a folder"
+        # a real attempt, not os.access: root passes access checks on read-only mounts and /proc
+        tempfile.TemporaryDirectory(dir=p, prefix=".facedet-write-check-").cleanup()
+    except OSError as e:
+        return f"cannot create a folder in {p} ({e.strerror or e})"
+    return None
+
+
+def check_output_dir(argv: list[str], config_name: str) -> None:
+    """Exit with one line (status 2) when the run's output folder cannot be written, before Hydra
+    fails on it with a traceback ("Unable to configure handler 'file'"). The folder is
+    ``hydra.run.dir`` (``hydra.sweep.dir`` with ``-m``) from ``argv``, else ``configs/<config_name>.yaml``'s."""
+    if any(a.split("=", 1)[0] in _NO_OUTPUT_FLAGS for a in argv):
+        return
+    key = "hydra.sweep.dir" if any(a in ("-m", "--multirun") for a in argv) else "hydra.run.dir"
+    given = [a.split("=", 1)[1] for a in argv if a.split("=", 1)[0].lstrip("+") == key]
+    if given:
+        path = given[-1].strip("'\"")
+    else:
+        node = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / f"{config_name}.yaml"), resolve=False)
+        path = str(node.get("hydra", {}).get(key.split(".")[1], {}).get("dir") or ".")
+    why = output_dir_problem(path)
+    if why is not None:
+        print(f"facedet: error: cannot write the output folder {path} ({key}): {why}. "
+              f"Choose a writable folder with {key}=<folder>.", file=sys.stderr)
         sys.exit(2)

@@ -3,7 +3,6 @@ trained checkpoint; writes annotated media and ``detections.json``."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from facedet.cli.common import CONFIG_DIR, user_errors
+from facedet.evaluation.base import to_json
 from facedet.registry import ConfigError
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def detect(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         "postprocess": OmegaConf.to_container(train_cfg.model.postprocess, resolve=True), "tta": tta.describe(),
         "smooth": cfg.smooth, "boxes": "xyxy in original image pixels",
     }} | result
-    (out_dir / "detections.json").write_text(json.dumps(result, indent=1))
+    (out_dir / "detections.json").write_text(to_json(result, indent=1))
     return result | {"out_dir": str(out_dir)}
 
 

@@ -3,7 +3,6 @@ COCO mAP (and WIDER FACE Easy/Medium/Hard with ``eval=widerface``) on a validati
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -14,7 +13,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from facedet.cli.common import CONFIG_DIR, user_errors
+from facedet.cli.common import CONFIG_DIR, check_output_dir, user_errors
+from facedet.config_check import validate_eval_config
+from facedet.evaluation.base import to_json
 from facedet.registry import ConfigError
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,39 @@ def _pr_path(cfg: DictConfig, out_dir: Path) -> Path | None:
     return out_dir / "pr_curves.png" if (cfg.get("eval") or {}).get("pr_curve", True) else None
 
 
+def val_data(cfg: DictConfig, stored: DictConfig | None) -> DictConfig | None:
+    """The data config to evaluate on: the one chosen with ``data=<name>`` (it has a ``val`` node),
+    else ``stored`` (the checkpoint's) moved to ``data.root`` when that is given."""
+    d = cfg.get("data")
+    if d is not None and d.get("val") is not None:
+        return d
+    root = d.get("root") if d is not None else None
+    if stored is None or root is None:
+        return stored
+    return reroot(stored, str(root))
+
+
+def reroot(data: DictConfig, root: str) -> DictConfig:
+    """``data`` with ``root`` set to ``root`` and every path under its old root moved there. The
+    checkpoint stores its config resolved, so ``${data.root}/val/...`` is a literal path by now."""
+    old = data.get("root")
+    if old is None:
+        raise ConfigError(f"data.root={root}: the checkpoint's data config ('{data.get('name')}') has no root to move; "
+                          f"name its data config too: data=<name> data.root={root}")
+    old = str(old).rstrip("/") or "/"
+
+    def move(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: move(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [move(x) for x in v]
+        if isinstance(v, str) and (v == old or v.startswith(old + "/")):
+            return root + v[len(old):]
+        return v
+
+    return OmegaConf.create(move(OmegaConf.to_container(data, resolve=True)) | {"root": root})
+
+
 def evaluate_checkpoint(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     """Evaluate ``cfg.checkpoint``; model, data and size default to those it was trained with."""
     from facedet.data import build_dataloader
@@ -46,8 +80,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         cfg.checkpoint, use_ema=cfg.use_ema, device=device, nms=cfg.get("nms"),
         **{k: cfg[k] for k in ("score_thresh", "iou_thresh", "max_det")},
     )
-    if cfg.get("data") is not None:
-        train_cfg.data = cfg.data
+    train_cfg.data = val_data(cfg, train_cfg.data)
     if cfg.img_size is not None:
         train_cfg.data.img_size = cfg.img_size
 
@@ -61,7 +94,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     settings = eval_settings(train_cfg) | {"checkpoint": str(cfg.checkpoint), "weights": which}
     metrics = evaluate(model, loader, device=device, settings=settings, results_path=out_dir / "predictions.json",
                        evaluators=evaluators, tta=tta, pr_curve_path=_pr_path(cfg, out_dir))
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out_dir / "metrics.json").write_text(to_json(metrics, indent=2))
     return metrics
 
 
@@ -72,11 +105,14 @@ def evaluate_results(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     from facedet.engine.run import build_dataset
     from facedet.evaluation.results import read_results
 
-    data = cfg.get("data")
-    if data is None and cfg.get("checkpoint"):
-        from facedet.engine.checkpoint import load_checkpoint
+    stored = None
+    if cfg.get("checkpoint") and (cfg.get("data") or {}).get("val") is None:
+        from facedet.engine.checkpoint import load_checkpoint, require_training_checkpoint
 
-        data = OmegaConf.create(load_checkpoint(cfg.checkpoint)["config"]).data
+        ckpt = load_checkpoint(cfg.checkpoint)
+        require_training_checkpoint(ckpt, cfg.checkpoint, needs=("config",), use="checkpoint=")
+        stored = OmegaConf.create(ckpt["config"]).data
+    data = val_data(cfg, stored)
     if data is None:
         raise ConfigError("results=... needs the val set the detections are for: add data=<name> "
                           "(or eval=widerface for WIDER FACE val).")
@@ -95,12 +131,13 @@ def evaluate_results(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     settings = {"results": str(cfg.results), "data": data.name, "split": "val",
                 "note": "test size, TTA and thresholds are those of the detector that wrote the results"}
     metrics = finish_evaluation(evaluators, settings=settings, pr_curve_path=_pr_path(cfg, out_dir))
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out_dir / "metrics.json").write_text(to_json(metrics, indent=2))
     return metrics
 
 
 def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     """Checkpoint or results mode, whichever ``cfg`` asks for."""
+    validate_eval_config(cfg)
     if cfg.get("results"):
         return evaluate_results(cfg, out_dir)
     if not cfg.get("checkpoint"):
@@ -161,6 +198,7 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     sys.argv = [sys.argv[0], *results_argv(sys.argv[1:])]
+    check_output_dir(sys.argv[1:], "eval")
     _main()
 
 

@@ -6,6 +6,7 @@ writing an output folder or log file of their own (rank 0 owns the run directory
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 
@@ -13,7 +14,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from facedet.cli.common import CONFIG_DIR, user_errors
+from facedet.cli.common import CONFIG_DIR, check_output_dir, user_errors
+from facedet.config_check import validate_train_config
 from facedet.engine.distributed import env_world, hydra_overrides_for_rank
 
 
@@ -22,6 +24,7 @@ def _train(cfg: DictConfig) -> float:
     from facedet.engine.run import run_training
 
     with user_errors():
+        validate_train_config(cfg)  # before any data is rendered or read
         result = run_training(cfg, HydraConfig.get().runtime.output_dir)
     best, main_rank = result["best"], env_world().rank == 0
     run_dir = HydraConfig.get().runtime.output_dir
@@ -31,7 +34,11 @@ def _train(cfg: DictConfig) -> float:
                   f"continue with train.resume={run_dir}/checkpoints/last.pt", file=sys.stderr)
         name = str(result["interrupted"])
         sys.exit(128 + signal.Signals[name].value if name in signal.Signals.__members__ else 1)
-    if main_rank and cfg.train.best_metric in best:
+    value = best.get(cfg.train.best_metric)
+    if main_rank and isinstance(value, float) and math.isnan(value):
+        print(f"facedet: {cfg.train.best_metric} could not be measured: the val set has no faces it counts (see "
+              f"the warning in the log), so there is no best; run dir: {run_dir}", file=sys.stderr)
+    elif main_rank and value is not None:
         print(f"facedet: best {cfg.train.best_metric} = {best[cfg.train.best_metric]:.4f} "
               f"(AP50 {best['AP50']:.4f}, AP50:95 {best['AP']:.4f}) in {result['train_seconds']:.0f} s; "
               f"run dir: {run_dir}")
@@ -39,6 +46,8 @@ def _train(cfg: DictConfig) -> float:
 
 
 def main() -> None:
+    if env_world().rank == 0:  # other ranks write no output folder
+        check_output_dir(sys.argv[1:], "train")
     sys.argv += hydra_overrides_for_rank()
     _train()
 

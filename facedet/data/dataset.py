@@ -66,7 +66,10 @@ class FaceDataset(Dataset):
     reader loaded and dropped. ``cache_images`` decodes every image once at construction, before
     loader workers fork, so the workers share those pages instead of each holding a copy.
     Decoding at construction (``cache_images`` or ``verify_images``) also skips images that do not
-    decode, counted in ``stats``; otherwise such an image raises ImageError naming it when read.
+    decode, counted in ``stats``. Otherwise an image that fails when read (cut short, corrupt,
+    deleted since) is replaced by a grey image of its size without faces, with a warning naming it,
+    once per process, and counted in ``stats`` there: one bad file must not stop a long training
+    run. Evaluation then scores that image's faces as missed.
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class FaceDataset(Dataset):
         self.transform = transform
         self.stats = stats or LoadStats(source=type(self).__name__, images=len(self.records))
         self._cache: list[np.ndarray] | None = None
+        self._unreadable: set[int] = set()  # indices that failed when read lazily (this process)
         if cache_images or verify_images:
             self._decode_all(keep=cache_images)
         # lost labels and missing images are warnings: they are a common cause of "AP 0, no idea why"
@@ -99,15 +103,33 @@ class FaceDataset(Dataset):
             try:
                 img = self._load(i)
             except ImageError as e:
-                st = self.stats
-                st.skip_image(e.reason, len(rec.boxes), str(e))
-                st.images, st.faces, st.ignored = st.images - 1, st.faces - len(rec.boxes), st.ignored - int(rec.ignore.sum())
+                self._count_skipped(rec, e)
                 continue
             good.append(rec)
             if keep:
                 cache.append(img)
         self.records = good
         self._cache = cache if keep else None
+
+    def _count_skipped(self, rec: Record, e: ImageError) -> None:
+        """Move ``rec`` from loaded to skipped (with its faces) in ``stats``."""
+        st = self.stats
+        st.skip_image(e.reason, len(rec.boxes), str(e))
+        st.images, st.faces, st.ignored = st.images - 1, st.faces - len(rec.boxes), st.ignored - int(rec.ignore.sum())
+
+    def _load_or_grey(self, index: int) -> tuple[np.ndarray, bool]:
+        """The decoded image and True, or for an image that fails now a grey one of the recorded size
+        and False (warned about and counted the first time)."""
+        if index not in self._unreadable:
+            try:
+                return self._load(index), True
+            except ImageError as e:
+                self._unreadable.add(index)
+                self._count_skipped(self.records[index], e)
+                log.warning("%s: replaced by a grey image without faces; set verify_images: true (or "
+                            "cache_images: true) to skip such images before training", e)
+        h, w = self.records[index].orig_size
+        return np.full((h, w, 3), 128, np.uint8), False
 
     def __len__(self) -> int:
         return len(self.records)
@@ -126,17 +148,19 @@ class FaceDataset(Dataset):
         """The raw Sample of ``index`` (original pixels, before transforms). With ``copy=False`` a
         cached image is returned as is: the caller must not modify it."""
         rec = self.records[index]
+        n = len(rec.boxes)
         if self._cache is not None:
             img = self._cache[index].copy() if copy else self._cache[index]
         else:
-            img = self._load(index)
+            img, ok = self._load_or_grey(index)
+            n = n if ok else 0  # a grey stand-in has no faces
         # copies: transforms may work in place and records must stay the untouched ground truth
         return {
             "image": img,
-            "boxes": rec.boxes.copy(),
-            "labels": np.zeros(len(rec.boxes), np.int64),
-            "ignore": rec.ignore.copy(),
-            "landmarks": rec.landmarks.copy(),
+            "boxes": rec.boxes[:n].copy(),
+            "labels": np.zeros(n, np.int64),
+            "ignore": rec.ignore[:n].copy(),
+            "landmarks": rec.landmarks[:n].copy(),
             "image_id": rec.image_id,
             "orig_size": rec.orig_size,
         }

@@ -14,6 +14,7 @@ without a count ("AP 0 with no hint why" often starts with labels lost while loa
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ class Record:
     landmarks: np.ndarray  # (N, 5, 2) float32, NaN where absent
     orig_size: tuple[int, int]  # (H, W)
     attributes: np.ndarray | None = None  # (N, 6) int16 WIDER_ATTRIBUTES, -1 = unknown; None = none read
+    coco_id: int | str | None = None  # the image's id in the COCO json it was read from (evaluation keeps it)
 
 
 @dataclass
@@ -171,6 +173,9 @@ def make_record(
     keep = ~(nonpositive | outside)
     counts = {"nonpositive_size": int(nonpositive.sum()), "outside_image": int(outside.sum())}
     stats.dropped.update({reason: k for reason, k in counts.items() if k})  # only reasons that occurred
+    dups = int(keep.sum()) - len(np.unique(clipped[keep], axis=0))  # often a line pasted twice
+    if dups:
+        stats.notes["duplicate boxes (kept)"] += dups
     # float round-off from normalised formats (1e-13 px) is not worth reporting as clipping
     stats.clipped += int((keep & np.any(np.abs(clipped - b) > 1e-4, 1)).sum())
     stats.images += 1
@@ -180,6 +185,14 @@ def make_record(
     return Record(
         path, image_id, clipped[keep].astype(np.float32), ignore[keep], lm[keep], (int(h), int(w)), attrs
     )
+
+
+def check_new_image(seen: dict[str, str], image_id: str, where: str) -> None:
+    """LabelError when ``image_id`` is listed a second time (``seen``: id -> where first): two records
+    of one image would leave one of them without predictions in evaluation, its faces all missed."""
+    if image_id in seen:
+        raise LabelError(f"{where}: image {image_id!r} is listed again (first at {seen[image_id]})")
+    seen[image_id] = where
 
 
 def landmarks_from_points(xy: np.ndarray, absent: np.ndarray) -> np.ndarray:
@@ -212,4 +225,5 @@ def read_lines(path: Path) -> list[str]:
         raise LabelError(f"{path}:{line}: not UTF-8 text ({e.reason}); is this a label file?") from None
     if "\x00" in text:
         raise LabelError(f"{path}:{text[: text.index(chr(0))].count(chr(10)) + 1}: NUL byte; is this a label file?")
-    return text.splitlines()
+    lines = re.split(r"\r\n|\r|\n", text)  # not splitlines(): it splits at \f, \x1c, ... too (lines drift)
+    return lines[:-1] if lines and not lines[-1] else lines

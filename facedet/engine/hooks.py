@@ -87,7 +87,8 @@ class CheckpointHook(HookBase):
 
 class LoggingHook(HookBase):
     """A tqdm bar per epoch, TensorBoard scalars (losses, lr, images/s, metrics) and a log line
-    per epoch."""
+    per epoch with the epoch's mean of each loss term (over its finite steps: a skipped NaN step is
+    counted apart), not the last batch's, which is noise."""
 
     def __init__(self, tb_dir: Path | None, *, log_interval: int = 10, progress: bool = True) -> None:
         self.tb_dir = tb_dir
@@ -108,10 +109,22 @@ class LoggingHook(HookBase):
                         disable=not self.progress, leave=False, dynamic_ncols=True)
         self.t0 = time.perf_counter()
         self.images = 0
+        self.loss_sums: dict[str, float] = {}
+        self.loss_counts: dict[str, int] = {}
+
+    def epoch_losses(self) -> dict[str, float]:
+        """The mean of each loss term over this epoch's steps so far (NaN for a term never finite)."""
+        return {k: v / self.loss_counts[k] if self.loss_counts[k] else math.nan for k, v in self.loss_sums.items()}
 
     def after_step(self) -> None:
         t = self.trainer
         self.images += (t.train_loader.batch_size or 0) * getattr(t, "world_size", 1)  # all ranks
+        for k, v in t.losses.items():
+            self.loss_sums.setdefault(k, 0.0)
+            self.loss_counts.setdefault(k, 0)
+            if math.isfinite(v):
+                self.loss_sums[k] += v
+                self.loss_counts[k] += 1
         self.bar.update(1)
         if t.step % self.log_interval == 0:
             self.bar.set_postfix({k: f"{v:.3f}" for k, v in t.losses.items()} | {"lr": f"{t.lr:.4g}"})
@@ -129,7 +142,10 @@ class LoggingHook(HookBase):
         t = self.trainer
         self.bar.close()
         secs = time.perf_counter() - self.t0
-        line = (f"epoch {t.epoch + 1}/{t.max_epochs} loss {t.losses.get('loss', float('nan')):.4f} "
+        means = self.epoch_losses()
+        terms = " ".join(f"{k} {v:.4f}" for k, v in sorted(means.items(), key=lambda kv: kv[0] != "loss")
+                         if k.startswith("loss"))  # `loss` first; num_pos and the like are not losses
+        line = (f"epoch {t.epoch + 1}/{t.max_epochs} {terms or 'loss nan'} (epoch means) "
                 f"lr {t.lr:.4g} {self.images / max(secs, 1e-9):.1f} img/s")
         if getattr(t, "skipped_steps", 0):
             line += f" ({t.skipped_steps} non-finite steps skipped so far)"
@@ -140,6 +156,8 @@ class LoggingHook(HookBase):
                     if isinstance(v, (int, float)):
                         self.writer.add_scalar(f"val/{k}", v, t.step)
         if self.writer is not None:
+            for k, v in means.items():
+                self.writer.add_scalar(f"train_epoch/{k}", v, t.step)
             self.writer.flush()  # a run that dies later keeps its curves
         log.info(line)
 

@@ -10,10 +10,15 @@ An evaluator takes predictions in original image pixels and returns named metric
   them before training starts);
 - optionally ``pr_curves() -> {label: (recall, precision)}`` after ``compute`` (for the PNG) and
   ``write_results(path)`` (the COCO results json).
+
+A metric that cannot be measured (no faces to score) is NaN in memory and ``null`` in every json
+facedet writes (``to_json``): NaN is not JSON, and other tools' parsers reject it.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -58,3 +63,22 @@ def to_numpy_prediction(pred: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray
     if isinstance(boxes, torch.Tensor):
         boxes, scores = boxes.detach().cpu().numpy(), scores.detach().cpu().numpy()
     return np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float64).reshape(-1)
+
+
+def nan_to_none(obj: Any) -> Any:
+    """``obj`` with every NaN/inf float (also numpy's, also nested in dicts, lists and tuples) as
+    None, and numpy scalars as Python numbers: what ``json.dumps(allow_nan=False)`` accepts."""
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [nan_to_none(v) for v in obj]
+    return obj
+
+
+def to_json(obj: Any, **kwargs: Any) -> str:
+    """Strict JSON text of ``obj``: NaN/inf become ``null`` (never the non-JSON ``NaN``)."""
+    return json.dumps(nan_to_none(obj), allow_nan=False, **kwargs)

@@ -8,14 +8,21 @@ size bucket: ``AP50_tiny`` (size < 16 px), ``AP50_small`` (16-32), ``AP50_medium
 ``AP50_large`` (>= 96), where size is sqrt(box area) in original image pixels (COCO's own measure,
 about the width of a face box), with ``faces_<bucket>`` the number of faces in each. A bucket
 without faces has AP NaN. pycocotools evaluates the buckets as extra area ranges, so detections of
-another size are not counted as false positives there.
+another size are not counted as false positives there. Every metric pycocotools cannot measure
+(its -1: no faces in that area range) is NaN, and all are NaN, with a warning, when the val set has
+no faces that count: never a -1 that could pass for a score.
+
+Image ids are the val set's own (``coco_image_ids``): the ``id`` of each image in its COCO json when
+the data set was read from one, else the records' 1-based order. So ``predictions.json`` can be
+scored by pycocotools directly against that json.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
+import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,8 +32,10 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from facedet.evaluation.base import EVALUATORS
+from facedet.evaluation.base import EVALUATORS, to_json
 from facedet.structures import xyxy_to_xywh
+
+log = logging.getLogger(__name__)
 
 # Faces crowd photos: COCO's default cap of 100 detections per image would cut recall.
 DEFAULT_MAX_DETS = (10, 100, 1000)
@@ -34,11 +43,20 @@ DEFAULT_MAX_DETS = (10, 100, 1000)
 SIZE_BUCKETS = {"tiny": (0, 16), "small": (16, 32), "medium": (32, 96), "large": (96, 1e5)}
 
 
+def coco_image_ids(records: Sequence[Any]) -> list[int | str]:
+    """The COCO image id of each record: its source json's ``id`` (``Record.coco_id``) when every
+    record has one, all distinct and of one type (pycocotools sorts them); else 1, 2, ... in order."""
+    ids = [getattr(r, "coco_id", None) for r in records]
+    if ids and all(i is not None for i in ids) and len(set(ids)) == len(ids) and len({type(i) for i in ids}) == 1:
+        return ids
+    return list(range(1, len(records) + 1))
+
+
 def records_to_coco(records: Sequence[Any]) -> dict[str, Any]:
     """COCO ground-truth dict from records with ``image_id``, ``orig_size``, ``boxes`` (xyxy) and
-    ``ignore``. Image ids are the records' order (1-based); file names are the record ids."""
+    ``ignore``. Image ids are ``coco_image_ids``; file names are the record ids."""
     images, anns = [], []
-    for i, r in enumerate(records, 1):
+    for i, r in zip(coco_image_ids(records), records, strict=True):
         h, w = r.orig_size
         images.append({"id": i, "file_name": r.image_id, "height": int(h), "width": int(w)})
         xywh = xyxy_to_xywh(r.boxes)
@@ -88,7 +106,7 @@ class COCOEvaluator:
 
     def write_results(self, path: str | Path) -> None:
         """The COCO results json (the format pycocotools and other tools read)."""
-        Path(path).write_text(json.dumps(self.results))
+        Path(path).write_text(to_json(self.results))
 
     def compute(self) -> dict[str, float]:
         gt = COCO()
@@ -97,10 +115,18 @@ class COCOEvaluator:
             gt.createIndex()
         self.curves = {}
         faces = self.faces_per_bucket()
+        counts = {f"faces_{b}": n for b, n in faces.items()} | {"num_detections": len(self.results)}
+        if not sum(faces.values()):  # pycocotools would report -1 everywhere
+            log.warning("nothing to evaluate: the %d val images have no faces that count (%d ignored faces); "
+                        "every COCO metric is NaN (null in metrics.json) and no epoch is marked best",
+                        len(self.gt_dict["images"]), len(self.gt_dict["annotations"]))
+            return dict.fromkeys(self.metric_names, math.nan) | counts
         if not self.results:  # pycocotools cannot load an empty result list
-            zero = dict.fromkeys(self.metric_names, 0.0) | {f"AP50_{b}": 0.0 if faces[b] else float("nan")
-                                                          for b in SIZE_BUCKETS}
-            return zero | {f"faces_{b}": n for b, n in faces.items()} | {"num_detections": 0}
+            # COCO's small/medium/large areas are the tiny+small/medium/large buckets: NaN where empty, as below
+            coco_areas = {"AP_small": faces["tiny"] + faces["small"], "AP_medium": faces["medium"],
+                          "AP_large": faces["large"]} | {f"AP50_{b}": n for b, n in faces.items()}
+            zero = dict.fromkeys(self.metric_names, 0.0) | {k: 0.0 if n else math.nan for k, n in coco_areas.items()}
+            return zero | counts
         with contextlib.redirect_stdout(io.StringIO()) as out:
             dt = gt.loadRes(self.results)
             ev = COCOeval(gt, dt, iouType="bbox")
@@ -112,12 +138,11 @@ class COCOEvaluator:
             ev.accumulate()
             ev.summarize()
         self.summary_text = out.getvalue()
-        s = ev.stats
+        s = [float(v) if v > -1 else math.nan for v in ev.stats]  # -1: no faces in that area range
         precision = ev.eval["precision"]  # (IoU thresholds, recall points, classes, area ranges, max dets)
         metrics = {
-            "AP": float(s[0]), "AP50": float(s[1]), "AP75": float(s[2]),
-            "AP_small": float(s[3]), "AP_medium": float(s[4]), "AP_large": float(s[5]),
-            "AR": float(s[8]), "num_detections": len(self.results),
+            "AP": s[0], "AP50": s[1], "AP75": s[2], "AP_small": s[3], "AP_medium": s[4], "AP_large": s[5],
+            "AR": s[8], "num_detections": len(self.results),
         }
         for a, b in enumerate(SIZE_BUCKETS, start=4):
             p = precision[0, :, 0, a, -1]  # IoU 0.5, the largest max-dets

@@ -6,18 +6,21 @@ Two formats:
   pixels (``category_id`` is ignored: every box is a face). ``image_id`` is a string (the image's
   path under the image folder as the data set names it, e.g. ``0--Parade/0_Parade_x_1_465.jpg``,
   or its file name without folder or extension when that is unique) or an integer: the ``id`` of
-  an entry in the ``images`` of ``id_map`` (a COCO json) when given, else the 1-based position in
-  the val set (what facedet's own ``predictions.json`` uses);
+  an entry in the ``images`` of ``id_map`` (a COCO json) when given, else the val set's own image
+  id (what facedet's own ``predictions.json`` uses: the ``id`` in the val set's COCO json when it was
+  read from one, else the 1-based position in the val set);
 - a folder in the WIDER FACE submission layout: ``<event>/<image name>.txt`` holding the image
   name, the number of boxes, then ``x y w h score`` per line.
 
-Every detection must name an image of the evaluated set: unknown images and malformed entries are
-errors naming the file and the entry, never silently dropped.
+Every detection must name an image of the evaluated set: unknown images and malformed entries
+(a NaN or infinite number among them: Python's json reads ``NaN`` and ``Infinity``) are errors
+naming the file and the entry, never silently dropped or scored.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from facedet.evaluation.coco import coco_image_ids
 from facedet.evaluation.widerface import IMAGE_SUFFIXES
 
 
@@ -33,6 +37,7 @@ class ImageIndex:
 
     def __init__(self, records: Sequence[Any]) -> None:
         self.ids = [r.image_id for r in records]
+        self.by_coco_id = dict(zip(coco_image_ids(records), self.ids, strict=True))  # predictions.json's ids
         self.exact = set(self.ids)
         self.by_key: dict[str, list[str]] = {}
         for i in self.ids:
@@ -100,15 +105,22 @@ def read_coco_results(
             raise ValueError(f"{where}: expected {{image_id, bbox: [x, y, w, h], score}}, got {e!r}") from None
         if len(bbox) != 4:
             raise ValueError(f"{where}: bbox needs 4 numbers x y w h, got {bbox}")
+        if not all(map(math.isfinite, [*bbox, score])):  # NaN would silently lower AP, inf raise it
+            raise ValueError(f"{where}: bbox {bbox} and score {score} must be finite numbers (no NaN or Infinity)")
         if isinstance(image, int) and not isinstance(image, bool):
             if names:
                 if image not in names:
                     raise ValueError(f"{where}: image id {image} is not in the images of {id_map}")
                 image = names[image]
-            elif 1 <= image <= len(index.ids):
-                image = index.ids[image - 1]
+            elif image in index.by_coco_id:
+                image = index.by_coco_id[image]
             else:
-                raise ValueError(f"{where}: image id {image} is outside 1..{len(index.ids)} (the val set's order)")
+                known = sorted(k for k in index.by_coco_id if isinstance(k, int))
+                span = f"{known[0]}..{known[-1]}" if known else "none"
+                raise ValueError(f"{where}: image id {image} is not an image id of the val set (ids {span}; give "
+                                 f"results_images=<COCO json> when the ids are another json's)")
+        elif isinstance(image, str) and image not in index.exact and image in index.by_coco_id:  # a string id
+            image = index.by_coco_id[image]
         d = per_image.setdefault(index.find(str(image), where), _empty())
         d["boxes"].append(bbox)
         d["scores"].append(score)
@@ -138,6 +150,8 @@ def read_wider_results(folder: str | Path, records: Sequence[Any]) -> dict[str, 
                 x, y, w, h, s = (float(v) for v in line.split()[:5])
             except ValueError:
                 raise ValueError(f"{f}:{k}: expected 'x y w h score', got {line!r}") from None
+            if not all(map(math.isfinite, (x, y, w, h, s))):  # float() reads nan and inf
+                raise ValueError(f"{f}:{k}: x y w h score must be finite numbers (no nan or inf), got {line!r}")
             d["boxes"].append([x, y, w, h])
             d["scores"].append(s)
     return _finish(per_image, index.ids)

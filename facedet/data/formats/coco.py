@@ -20,6 +20,7 @@ from facedet.data.records import (
     LabelError,
     LoadStats,
     Record,
+    check_new_image,
     landmarks_from_points,
     make_record,
     resolve_image,
@@ -34,7 +35,10 @@ def _numbers(value: Any, n: int, where: str) -> np.ndarray:
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
     ):
         raise LabelError(f"{where}: expected a list of {n} numbers, got {json.dumps(value)[:80]}")
-    arr = np.asarray(value, np.float64)
+    try:
+        arr = np.asarray(value, np.float64)
+    except OverflowError:  # a json integer beyond float range (1e400 written out)
+        arr = np.full(n, np.inf)
     if not np.isfinite(arr).all():
         raise LabelError(f"{where}: non-finite number in {value}")
     return arr
@@ -44,7 +48,8 @@ def _load(ann_file: Path) -> dict[str, Any]:
     try:
         data = json.loads(ann_file.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as e:
-        raise LabelError(f"{ann_file}: not UTF-8 text ({e.reason}); is this a COCO json file?") from None
+        line = ann_file.read_bytes()[: e.start].count(b"\n") + 1
+        raise LabelError(f"{ann_file}:{line}: not UTF-8 text ({e.reason}); is this a COCO json file?") from None
     except json.JSONDecodeError as e:
         raise LabelError(f"{ann_file}:{e.lineno}: not valid JSON ({e.msg})") from None
     except RecursionError:
@@ -64,12 +69,14 @@ def read_coco_json(ann_file: str | Path, img_dir: str | Path) -> tuple[list[Reco
     data = _load(ann_file)
     stats = LoadStats(source=f"coco_json {ann_file}")
     by_image: dict[Any, list[tuple[int, dict[str, Any]]]] = {}
+    seen: dict[str, str] = {}
     for k, img in enumerate(data["images"]):
         where = f"{ann_file}: images[{k}]"
         if not isinstance(img, dict) or "id" not in img or not isinstance(img.get("file_name"), str):
             raise LabelError(f"{where}: needs 'id' and 'file_name', got {json.dumps(img)[:80]}")
         if not isinstance(img["id"], (int, str)) or img["id"] in by_image:
             raise LabelError(f"{where}: image id {img['id']!r} is not an int/str or is used twice")
+        check_new_image(seen, img["file_name"], where)
         by_image[img["id"]] = []
     for k, ann in enumerate(data.get("annotations", [])):
         if not isinstance(ann, dict):
@@ -92,6 +99,9 @@ def read_coco_json(ann_file: str | Path, img_dir: str | Path) -> tuple[list[Reco
         for j, (k, a) in enumerate(anns):
             where = f"{ann_file}: annotations[{k}] (id {a.get('id')})"
             xywh[j] = _numbers(a.get("bbox"), 4, f"{where} bbox")
+            for key in ("iscrowd", "ignore"):
+                if a.get(key, 0) not in (0, 1):  # "0" or [1] would read as true: a face silently ignored
+                    raise LabelError(f"{where} {key}: expected 0 or 1, got {json.dumps(a[key])[:80]}")
             ignore[j] = bool(a.get("iscrowd", 0) or a.get("ignore", 0))
             if a.get("keypoints") is not None:
                 kp = _numbers(a["keypoints"], 15, f"{where} keypoints (5 face landmarks x, y, v)").reshape(5, 3)
@@ -114,7 +124,9 @@ def read_coco_json(ann_file: str | Path, img_dir: str | Path) -> tuple[list[Reco
         if got is None:
             continue
         lm = landmarks_from_points(xy, absent)
-        records.append(make_record(stats, path, name, xywh, ignore, got, lm, attrs if has_attrs else None))
+        rec = make_record(stats, path, name, xywh, ignore, got, lm, attrs if has_attrs else None)
+        rec.coco_id = img["id"]  # predictions.json uses the json's own image ids
+        records.append(rec)
     return records, stats
 
 

@@ -18,6 +18,7 @@ from facedet.data.records import (
     LabelError,
     LoadStats,
     Record,
+    check_new_image,
     fmt,
     landmarks_from_points,
     make_record,
@@ -48,6 +49,7 @@ def read_retinaface_txt(ann_file: str | Path, img_dir: str | Path) -> tuple[list
     stats = LoadStats(source=f"retinaface_txt {ann_file}")
     records: list[Record] = []
     current: tuple[str, tuple[int, int] | None, list[np.ndarray], list[np.ndarray]] | None = None
+    seen: dict[str, str] = {}
 
     def flush() -> None:
         if current is None:
@@ -70,6 +72,7 @@ def read_retinaface_txt(ann_file: str | Path, img_dir: str | Path) -> tuple[list
         if s.startswith("#"):
             flush()
             name, size = _header(s, where)
+            check_new_image(seen, name, where)
             current = (name, size, [], [])
             continue
         if current is None:

@@ -16,7 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from facedet.data.records import IMAGE_SUFFIXES, LabelError, LoadStats, Record, fmt, make_record, resolve_image
+from facedet.data.records import (
+    IMAGE_SUFFIXES,
+    LabelError,
+    LoadStats,
+    Record,
+    check_new_image,
+    fmt,
+    make_record,
+    resolve_image,
+)
 
 
 def _text(el: ET.Element | None) -> str | None:
@@ -53,7 +62,8 @@ def read_voc_xml(
     stats = LoadStats(source=f"voc_xml {ann_dir}")
     wanted = None if classes is None else set(classes)
     records: list[Record] = []
-    for xml_file in sorted(ann_dir.rglob("*.xml")):
+    seen: dict[str, str] = {}
+    for xml_file in sorted(p for p in ann_dir.rglob("*.xml") if p.is_file()):
         root = _parse(xml_file)
         rel = xml_file.parent.relative_to(ann_dir)
         filename = _text(root.find("filename")) or xml_file.with_suffix(".jpg").name
@@ -83,6 +93,7 @@ def read_voc_xml(
         if not Path(filename).suffix:  # some tools omit the extension
             path = next((p for p in (path.with_suffix(x) for x in IMAGE_SUFFIXES) if p.is_file()), path)
             image_id = (rel / path.name).as_posix()
+        check_new_image(seen, image_id, str(xml_file))  # e.g. an xml copied without editing <filename>
         got = resolve_image(stats, path, len(boxes), size)
         if got is None:
             continue

@@ -18,6 +18,7 @@ from facedet.data.records import (
     LabelError,
     LoadStats,
     Record,
+    check_new_image,
     fmt,
     make_record,
     parse_numbers,
@@ -51,6 +52,7 @@ def read_wider_txt(ann_file: str | Path, img_dir: str | Path) -> tuple[list[Reco
     lines = read_lines(ann_file)
     stats = LoadStats(source=f"wider_txt {ann_file}")
     records: list[Record] = []
+    seen: dict[str, str] = {}
     i = 0
     while i < len(lines):
         name = lines[i].strip()
@@ -62,6 +64,7 @@ def read_wider_txt(ann_file: str | Path, img_dir: str | Path) -> tuple[list[Reco
                 f"{ann_file}:{i + 1}: expected an image path, got numbers {name!r} "
                 "(is the face count of the previous image too small?)"
             )
+        check_new_image(seen, name, f"{ann_file}:{i + 1}")
         where = f"{ann_file}:{i + 2}"
         if i + 1 >= len(lines):
             raise LabelError(f"{where}: file ends after image name {name!r}; expected a face count")

@@ -110,7 +110,8 @@ def read_yolo_txt(
             cls, cxcywh, xy, absent = _parse_file(label)
         else:
             stats.notes["images without a label file (no faces)"] += 1
-            cls, cxcywh, xy, absent = np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros((0, 5, 2)), np.ones((0, 5), bool)
+            cls, cxcywh = np.zeros(0, np.int64), np.zeros((0, 4))
+            xy, absent = np.zeros((0, 5, 2)), np.ones((0, 5), bool)
         keep = np.ones(len(cls), bool)
         if wanted is not None:
             keep = np.isin(cls, list(wanted)) | (cls == ignore_class)
@@ -130,7 +131,8 @@ def read_yolo_txt(
         )
     if label_dir.is_dir():
         for label in sorted(label_dir.rglob("*.txt")):
-            if label not in used and label.name != "classes.txt":  # labelImg writes a classes.txt
+            # labelImg writes a classes.txt; a folder named *.txt is no label file
+            if label not in used and label.name != "classes.txt" and label.is_file():
                 stats.skip_image("missing_image", _count_lines(label), f"{label} (no image for this label file)")
     return records, stats
 
