@@ -1,6 +1,7 @@
 """Exact resume: a run killed with SIGKILL at a random step, or stopped by SIGTERM mid-epoch, and
 resumed ends bit-identical to an uninterrupted run; resuming with more epochs stretches the schedule;
-a checkpoint of another model config is refused with the keys listed."""
+a checkpoint of another model config is refused with the keys listed. Which checkpoint
+train.resume=true/auto may pick: tests/test_checkpoint_safety.py."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from facedet.engine.checkpoint import CheckpointError, find_resume_checkpoint, load_checkpoint
 from facedet.engine.optim import WarmupCosine
@@ -160,19 +162,22 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(compose_cfg, data
 def test_sigterm_mid_epoch_saves_last_and_resumes_exactly(compose_cfg, data_root, reference, tmp_path):
     # step 9 is the 3rd batch of epoch 2: mid-accumulation, so training goes on to batch 4 and stops there
     cfg = compose_cfg(tiny_overrides(data_root))
-    stopped = run_training(cfg, tmp_path / "a", progress=False,
+    runs = tmp_path / cfg.name  # Hydra's default layout runs/<name>/<time>: resume=true searches it
+    stopped = run_training(cfg, runs / "a", progress=False,
                            extra_hooks=[RandomJitter(), SignalAtStep(9, signal.SIGTERM)])
     assert stopped["interrupted"] == "SIGTERM" and stopped["steps"] == 10
-    saved = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
+    saved = load_checkpoint(runs / "a" / "checkpoints" / "last.pt")
     assert (saved["epoch"], saved["iter_in_epoch"], saved["epoch_done"]) == (1, 4, False)
     assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
 
-    path = find_resume_checkpoint(True, tmp_path / "b")  # the newest last.pt beside the new run dir
-    assert path == tmp_path / "a" / "checkpoints" / "last.pt"
-    result = run_training(compose_cfg(tiny_overrides(data_root, "train.resume=true")), tmp_path / "b", progress=False,
-                          extra_hooks=[RandomJitter()])
+    cfg_b = compose_cfg(tiny_overrides(data_root, "train.resume=true"))
+    config_b = OmegaConf.to_container(cfg_b, resolve=True)
+    path = find_resume_checkpoint(True, runs / "b", name=cfg.name, config=config_b)  # an earlier run of the name
+    assert path == runs / "a" / "checkpoints" / "last.pt"
+    result = run_training(cfg_b, runs / "b", progress=False, extra_hooks=[RandomJitter()])
     assert result["interrupted"] is None and result["steps"] == EPOCHS * BATCHES
-    assert_identical(reference / "checkpoints" / "last.pt", tmp_path / "b" / "checkpoints" / "last.pt",
+    assert result["resumed_from"] == str(path)
+    assert_identical(reference / "checkpoints" / "last.pt", runs / "b" / "checkpoints" / "last.pt",
                      "SIGTERM after step 9")
 
 
@@ -201,8 +206,11 @@ def test_resume_with_more_epochs_stretches_the_cosine(compose_cfg, data_root, re
 def test_resuming_another_model_config_lists_the_keys(compose_cfg, data_root, reference, tmp_path):
     cfg = compose_cfg(tiny_overrides(data_root, "model.backbone.width=0.5",
                                      f"train.resume={reference / 'checkpoints' / 'last.pt'}"))
-    with pytest.raises(CheckpointError, match=r"does not fit this model config: .*shape mismatch \(\d+\): backbone"):
+    pattern = (r"trained with another model config \(model\.backbone\.width: [\d.]+ -> 0\.5\): .*does not fit this "
+               r"model config: .*shape mismatch \(\d+\): backbone")
+    with pytest.raises(CheckpointError, match=pattern) as e:
         run_training(cfg, tmp_path / "other", progress=False)
+    assert "\n" not in str(e.value)  # one line for the command line
 
 
 def test_resume_true_without_a_checkpoint_is_a_clear_error_and_auto_starts_afresh(tmp_path):

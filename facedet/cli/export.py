@@ -3,7 +3,6 @@ PyTorch in onnxruntime."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from facedet.cli.common import CONFIG_DIR, user_errors
+from facedet.evaluation.base import to_json
 from facedet.registry import ConfigError
 
 log = logging.getLogger(__name__)
@@ -21,14 +21,14 @@ log = logging.getLogger(__name__)
 def export(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     """Export ``cfg.checkpoint`` per configs/export.yaml; returns the report (also ``export.json``)."""
     try:
-        from facedet.export.onnx import compare_with_onnxruntime, export_onnx
+        from facedet.export.onnx import check_writable, compare_with_onnxruntime, export_onnx
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ConfigError(f"ONNX export needs the [export] extra: pip install -e '.[export]' ({e})") from e
     from facedet.inference.predictor import load_detector
 
+    path = check_writable(Path(cfg.out) if cfg.out else Path(out_dir) / "model.onnx")  # before the slow part
     model, train_cfg, which = load_detector(cfg.checkpoint, use_ema=cfg.use_ema, device="cpu")
     img_size = int(cfg.img_size or train_cfg.data.img_size)
-    path = Path(cfg.out) if cfg.out else Path(out_dir) / "model.onnx"
     kw = {"with_nms": bool(cfg.nms), "score_thresh": float(cfg.score_thresh), "iou_thresh": float(cfg.iou_thresh)}
     meta = {"checkpoint": str(cfg.checkpoint), "weights": which, "model": train_cfg.model.get("name", ""),
             "strides": list(model.head.strides)}
@@ -43,7 +43,7 @@ def export(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         p = report["parity"]
         tol = float(cfg.verify_tolerance)
         report["parity_ok"] = p["same_shapes"] and p["max_abs_box"] <= tol and p["max_abs_score"] <= tol
-    (Path(out_dir) / "export.json").write_text(json.dumps(report, indent=2))
+    (Path(out_dir) / "export.json").write_text(to_json(report, indent=2))
     return report
 
 

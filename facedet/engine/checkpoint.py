@@ -1,37 +1,70 @@
-"""Checkpoints: written atomically, loaded safely.
+"""Checkpoints: written atomically, loaded safely, resumed only when they belong to the run.
 
 A checkpoint is a dict of tensors and plain values (model / EMA / optimizer state, epoch, step,
 the resolved config as a dict, metrics), so ``torch.load(weights_only=True)`` can read it and a
-checkpoint that would run code when unpickled is refused.
+checkpoint that would run code when unpickled is refused. Files that are not checkpoints at all
+(a git-LFS pointer, an HTML error page, a truncated download, a state dict given to
+``train.resume``) are named for what they are.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
+import re
 import tempfile
+import warnings
+import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
+log = logging.getLogger(__name__)
+
+# Config keys whose change on resume does not alter what is computed (data order and augmentation
+# do not depend on the number of workers: see facedet/data/loader.py); train.resume=true/auto
+# picks only checkpoints whose config differs in nothing else.
+RESUME_COMPATIBLE = ("train.resume", "train.epochs", "train.num_workers", "train.threads", "train.log_interval",
+                     "train.tensorboard", "train.vis_images", "train.save_interval", "train.nan_patience",
+                     "eval.batch_size")
+# What an evaluation's numbers depend on: when these differ on resume, the old best is not comparable.
+EVAL_DEFINING = ("data.", "eval.", "model.postprocess.", "train.best_metric")
+
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used: missing, unsafe, or for another model."""
+    """A checkpoint that cannot be used: missing, unsafe, not a checkpoint, or for another model."""
+
+
+def _temp_glob(name: str) -> str:
+    return f".{name}.*.tmp"
+
+
+def _write(state: dict[str, Any], f: IO[bytes]) -> None:
+    """The serialisation step of ``save_checkpoint`` (tests and bench/reliability_checkpoints.py
+    replace it to simulate a full disk or a kill in the middle of a write)."""
+    torch.save(state, f)
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` to ``path`` atomically: temporary file in the same folder, flush, fsync,
-    rename. A crash mid-write leaves the previous checkpoint intact."""
+    rename. A crash or a full disk mid-write leaves the previous checkpoint intact; an OSError
+    (ENOSPC, EIO, ...) becomes a CheckpointError that says so."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            _write(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        kept = f"the previous {path.name} is intact" if path.is_file() else f"no {path.name} was written"
+        raise CheckpointError(f"Could not write checkpoint {path}: {e.strerror or e}; {kept}.") from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -45,20 +78,102 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         pass
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; unsafe or unreadable files raise CheckpointError."""
+def remove_stale_temps(ckpt_dir: str | Path) -> list[Path]:
+    """Delete the temporary files a save killed mid-write (SIGKILL, power loss) left in
+    ``ckpt_dir``; returns them. Call it before this run writes there."""
+    removed = []
+    for p in sorted(Path(ckpt_dir).glob(_temp_glob("*.pt"))):
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    if removed:
+        log.info("removed %d temporary file(s) of a checkpoint write that did not finish (killed mid-save): %s",
+                 len(removed), ", ".join(p.name for p in removed))
+    return removed
+
+
+def _looks_like_text(head: bytes) -> bool:
+    text = head.decode("utf-8", errors="replace")
+    text = text[:-1] if text.endswith("\ufffd") else text  # the 512-byte cut may split a character
+    return bool(text.strip()) and all(c.isprintable() or c in "\r\n\t" for c in text)
+
+
+def describe_non_binary(head: bytes, size: int) -> str | None:
+    """What a weights file is when its first bytes show it is no binary weights at all: empty, a
+    git-LFS pointer, an HTML page, text. None otherwise."""
+    if size == 0:
+        return "empty file"
+    if head.startswith(b"version https://git-lfs"):
+        return "a git-LFS pointer, not a checkpoint (fetch the file itself: git lfs pull)"
+    start = head.lstrip()[:512].lower()
+    if start.startswith((b"<!doctype html", b"<html")) or b"<html" in start:
+        return "an HTML page, not a checkpoint (a download that saved an error or login page?)"
+    if _looks_like_text(head):
+        first = head.decode("utf-8", errors="replace").strip().splitlines()[0][:40]
+        return f"a text file, not a checkpoint (it starts {first!r})"
+    return None
+
+
+def describe_non_checkpoint(path: Path) -> str | None:
+    """Why ``path`` is certainly not a PyTorch file, from its first bytes; None when it may be one."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(b"PK\x03\x04"):  # torch's zip format: a cut file has no central directory
+        return None if zipfile.is_zipfile(path) else "truncated zip (incomplete download or write)"
+    if head[:1] == b"\x80":  # a pickle: torch's legacy format, or another pickle (refused when loading)
+        return None
+    return describe_non_binary(head, size) or "not a PyTorch file (random bytes?)"
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *, mmap: bool = False) -> Any:
+    """Load a PyTorch file with ``weights_only=True``. A file that is not one, is cut short, or
+    whose pickle would run code raises CheckpointError naming the file and what it is. ``mmap``
+    maps the tensors instead of reading them (cheap when only the config is wanted)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint not found: {path}")
+    what = describe_non_checkpoint(path)
+    if what:
+        raise CheckpointError(f"Cannot load {path}: {what}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's note on pickle protocols says nothing to a user here
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True,
+                              mmap=mmap and zipfile.is_zipfile(path))  # torch maps only its zip format
     except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found:
+            raise CheckpointError(
+                f"Refusing to load {path}: it holds objects other than tensors and plain values ({found[1]}), and "
+                "unpickling it could run code. Only load checkpoints you trust."
+            ) from e
+        raise CheckpointError(f"Cannot load {path}: a pickle that is not a PyTorch checkpoint") from e
+    except EOFError as e:
+        raise CheckpointError(f"Cannot load {path}: truncated (incomplete download or write)") from e
+    except Exception as e:  # torch raises RuntimeError, KeyError, ValueError ... on damaged files
+        first = (str(e).splitlines() or [""])[0]
+        raise CheckpointError(f"Cannot load {path}: damaged or not a PyTorch file ({type(e).__name__}: {first})") from e
+
+
+def is_state_dict(obj: Any) -> bool:
+    """A bare ``{name: tensor}`` mapping (or one under ``state_dict``): weights without a training state."""
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    return isinstance(obj, dict) and bool(obj) and all(torch.is_tensor(v) for v in obj.values())
+
+
+def require_training_checkpoint(ckpt: Any, path: str | Path, *, needs: Sequence[str], use: str) -> None:
+    """CheckpointError unless ``ckpt`` is a facedet training checkpoint holding the keys ``needs``
+    (``use`` says what for: ``train.resume``, ``checkpoint=``)."""
+    if isinstance(ckpt, dict) and all(k in ckpt for k in needs):
+        return
+    if is_state_dict(ckpt):
         raise CheckpointError(
-            f"Refusing to load {path}: it holds objects other than tensors and plain values, and "
-            f"unpickling it could run code. Only load checkpoints you trust. ({str(e).splitlines()[0]})"
-        ) from e
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"Could not read checkpoint {path}: {e}") from e
+            f"{path} is a state dict (weights only: no training state or config), not a training checkpoint, so "
+            f"{use} cannot use it: use model.weights={path} to train from these weights.")
+    keys = ", ".join(map(str, list(ckpt)[:8])) if isinstance(ckpt, dict) else type(ckpt).__name__
+    raise CheckpointError(f"{path} is not a facedet training checkpoint ({use} needs {', '.join(needs)}; "
+                          f"it holds {keys or 'nothing'}).")
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -99,30 +214,71 @@ def model_weights(ckpt: dict[str, Any], *, use_ema: bool = True) -> tuple[str, d
     return "model", ckpt["model"]
 
 
-def find_resume_checkpoint(resume: Any, run_dir: str | Path) -> Path | None:
+def incompatible(old: dict[str, Any], new: dict[str, Any], allowed: Sequence[str] = RESUME_COMPATIBLE) -> list[str]:
+    """The config differences (``key: old -> new``) that make a checkpoint of ``old`` not a
+    continuation of a run of ``new``."""
+    return [d for d in config_differences(old, new) if not d.startswith(tuple(allowed))]
+
+
+def _resume_candidates(run_dir: Path, name: str | None) -> list[Path]:
+    """This run's own last.pt; without one, those of earlier runs of the same name, newest first:
+    only when ``run_dir`` is in the default layout ``runs/<name>/<time>``."""
+    own = run_dir / "checkpoints" / "last.pt"
+    if own.is_file():
+        return [own]
+    if name is None or run_dir.parent.name != name:
+        return []
+    return sorted(run_dir.parent.glob("*/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def find_resume_checkpoint(resume: Any, run_dir: str | Path, *, name: str | None = None,
+                           config: dict[str, Any] | None = None) -> Path | None:
     """The checkpoint ``train.resume`` names: ``false``/``null`` -> None; a path -> that file;
-    ``true`` -> the newest ``checkpoints/last.pt`` of this run directory or of its siblings (earlier
-    runs of the same name: ``runs/<name>/*``), an error if there is none; ``auto`` -> the same, or
-    None to start afresh (for schedulers that requeue the same command)."""
+    ``true`` -> this run directory's ``checkpoints/last.pt``, or when it has none and ``run_dir``
+    is ``runs/<name>/<time>``, the newest ``runs/<name>/*/checkpoints/last.pt``; an error if there is
+    none. ``auto`` -> the same, or None to start afresh (for schedulers that requeue the same
+    command). With ``config`` (the resolved config of this run), a found checkpoint whose config
+    differs in more than ``RESUME_COMPATIBLE`` keys is passed over, and the log says why."""
     if resume is None or resume is False or str(resume).lower() in ("false", "none", "null", ""):
         return None
-    if resume is True or str(resume).lower() in ("true", "auto"):
-        run_dir = Path(run_dir).absolute()
-        own = run_dir / "checkpoints" / "last.pt"
-        found = [own] if own.is_file() else sorted(
-            run_dir.parent.glob("*/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime)
-        if found:
-            return found[-1]
-        if str(resume).lower() == "auto":
-            return None
-        raise CheckpointError(
-            f"train.resume=true but there is no checkpoints/last.pt in {run_dir} or beside it in {run_dir.parent}; "
-            "give the path: train.resume=runs/<name>/<time>/checkpoints/last.pt"
-        )
-    path = Path(str(resume)).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"train.resume: checkpoint not found: {path.absolute()}")
-    return path
+    if not (resume is True or str(resume).lower() in ("true", "auto")):
+        path = Path(str(resume)).expanduser()
+        if not path.is_file():
+            raise CheckpointError(f"train.resume: checkpoint not found: {path.absolute()}")
+        return path
+    run_dir, mode = Path(run_dir).absolute(), str(resume).lower()
+    rejected = []
+    for path in _resume_candidates(run_dir, name):
+        try:
+            ckpt = load_checkpoint(path, mmap=True)  # only the config is read here
+        except CheckpointError as e:
+            rejected.append(str(e))
+            continue
+        if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict):
+            rejected.append(f"{path} holds no config: not a facedet training checkpoint")
+            continue
+        diffs = incompatible(ckpt["config"], config) if config is not None else []
+        if not diffs:
+            log.info("train.resume=%s: resuming %s", mode, path)
+            return path
+        shown = "; ".join(d if len(d) < 120 else d[:117] + "..." for d in diffs[:4])
+        more = f" (+{len(diffs) - 4} more)" if len(diffs) > 4 else ""
+        rejected.append(f"{path} has another config: {shown}{more}")
+    where = (f"{run_dir}/checkpoints" + (f" or runs of the same name in {run_dir.parent}"
+                                         if name is not None and run_dir.parent.name == name else ""))
+    why = f" ({' | '.join(rejected)})" if rejected else ""
+    if mode == "auto":
+        if rejected:
+            own = run_dir / "checkpoints" / "last.pt"
+            log.warning("train.resume=auto: no checkpoint of this run to continue in %s%s; starting afresh%s",
+                        where, why, f" ({own} will be overwritten)" if own.is_file() else "")
+        else:
+            log.info("train.resume=auto: no checkpoint in %s; starting afresh", where)
+        return None
+    raise CheckpointError(
+        f"train.resume=true but there is no checkpoints/last.pt of this run in {where}{why}; "
+        "give the path: train.resume=runs/<name>/<time>/checkpoints/last.pt"
+    )
 
 
 def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -5,8 +5,8 @@ tests call with a config from Hydra's compose API."""
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -20,8 +20,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from facedet.anchors import check_training_anchors
+from facedet.config_check import validate_train_config
 from facedet.engine import distributed as du
-from facedet.engine.checkpoint import config_differences, find_resume_checkpoint, load_checkpoint
+from facedet.engine.checkpoint import (
+    EVAL_DEFINING,
+    CheckpointError,
+    find_resume_checkpoint,
+    incompatible,
+    load_checkpoint,
+    remove_stale_temps,
+    require_training_checkpoint,
+)
 from facedet.engine.data_hooks import build_data_hooks
 from facedet.engine.ema import ModelEMA
 from facedet.engine.eval_hook import build_eval_hook
@@ -30,6 +39,7 @@ from facedet.engine.model_hooks import model_hooks
 from facedet.engine.optim import WarmupCosine, build_optimizer
 from facedet.engine.prediction_grid import PredictionGridHook
 from facedet.engine.trainer import HookBase, Trainer
+from facedet.evaluation.base import to_json
 from facedet.models import Detector, build_detector
 from facedet.models.info import model_info
 from facedet.models.weights import load_weights
@@ -117,13 +127,6 @@ def accumulation(batch_size: int, nominal: int) -> tuple[int, float]:
     return accumulate, batch_size * accumulate / nominal
 
 
-# Config keys whose change on resume does not alter what is computed (data order and augmentation
-# do not depend on the number of workers: see facedet/data/loader.py).
-_RESUME_HARMLESS = ("train.resume", "train.epochs", "train.num_workers", "train.threads", "train.log_interval",
-                    "train.tensorboard", "train.vis_images", "train.save_interval", "train.nan_patience",
-                    "eval.batch_size")
-
-
 @contextlib.contextmanager
 def _deterministic(enabled: bool) -> Iterator[None]:
     """Deterministic kernels for the run (restored afterwards: tests share one process)."""
@@ -151,6 +154,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, *, progress: bool = True,
     ``result["interrupted"]`` names the signal when SIGTERM/SIGINT stopped the run (``last.pt``
     is saved at that point and the run resumes exactly from it).
     """
+    validate_train_config(cfg)  # types and ranges, before any data is rendered or read
     world = du.env_world()
     device = select_device(str(cfg.device), world.local_rank if world.enabled else None)
     dist_info = du.init_distributed(device, str(cfg.train.get("dist_backend", "auto")))
@@ -277,7 +281,7 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, world: du.DistI
         if len(set(digests)) != 1:
             log.warning("the weights differ between ranks at the end of training: %s", digests)
     if main:
-        (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+        (run_dir / "metrics.json").write_text(to_json(result, indent=2))  # NaN -> null
         if "AP50" in best:
             log.info("best %s %.4f (epoch %s) | AP50 %.4f AP50:95 %.4f | %.0f s | run dir %s", t.best_metric,
                      best[t.best_metric], best.get("epoch"), best["AP50"], best["AP"], result["train_seconds"],
@@ -285,19 +289,42 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, world: du.DistI
     return result
 
 
+def _in_multirun() -> bool:
+    """Inside a Hydra ``-m`` sweep: its jobs are siblings that must never resume each other."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def _resume(trainer: Trainer, cfg: DictConfig, config: dict[str, Any], run_dir: Path, lr_factor: Any) -> Path | None:
-    """Load the checkpoint ``train.resume`` names into ``trainer``; returns its path (None: fresh run)."""
-    path = du.broadcast_object(find_resume_checkpoint(cfg.train.get("resume", False), run_dir)
-                               if du.is_main_process() else None)
+    """Load the checkpoint ``train.resume`` names into ``trainer``; returns its path (None: fresh run).
+    ``true``/``auto`` take only this run's own checkpoint, or an earlier run's of the same name
+    (``runs/<name>/*``, not inside a sweep) with a config that differs in resume-compatible keys only."""
+    main = du.is_main_process()
+    if main:
+        remove_stale_temps(run_dir / "checkpoints")  # a save killed mid-write left them; this run writes here
+    name = None if _in_multirun() else str(cfg.name)
+    found = find_resume_checkpoint(cfg.train.get("resume", False), run_dir, name=name, config=config) if main else None
+    path = du.broadcast_object(found)
     if path is None:
         return None
     ckpt = load_checkpoint(path, map_location="cpu")
-    old = ckpt.get("config") or {}
-    diffs = [d for d in config_differences(old, config) if not d.startswith(_RESUME_HARMLESS)]
+    require_training_checkpoint(ckpt, path, needs=("model", "optimizer"), use="train.resume")
+    diffs = incompatible(ckpt.get("config") or {}, config)
     if diffs:
         log.warning("resuming %s with a different config, so the run will not continue exactly as it would "
                     "have: %s", path, "; ".join(diffs))
-    trainer.load_state_dict(ckpt, source=str(path))
+    try:
+        trainer.load_state_dict(ckpt, source=str(path))
+    except CheckpointError as e:  # name the config keys behind a weights mismatch
+        model_diffs = [d for d in diffs if d.startswith("model.") and not d.startswith("model.postprocess.")]
+        if not model_diffs:
+            raise
+        raise CheckpointError(f"{path} was trained with another model config ({'; '.join(model_diffs[:6])}): "
+                              f"{e}") from None
+    fresh_best = _reset_best_if_not_comparable(trainer, path, [d for d in diffs if d.startswith(EVAL_DEFINING)])
+    old = ckpt.get("config") or {}
     old_epochs = (old.get("train") or {}).get("epochs", trainer.max_epochs)
     if old_epochs != trainer.max_epochs:
         old_total = int(ckpt.get("steps_per_epoch", trainer.steps_per_epoch)) * int(old_epochs)
@@ -313,9 +340,27 @@ def _resume(trainer: Trainer, cfg: DictConfig, config: dict[str, Any], run_dir: 
              else f"the start of epoch {trainer.start_epoch + 1}")
     log.info("resumed from %s (step %d): continuing at %s of %d", path, trainer.step, where, trainer.max_epochs)
     source_run = Path(path).absolute().parent.parent
-    if du.is_main_process() and source_run != run_dir:  # keep the new run folder complete
-        for name in ("checkpoints/best.pt", "predictions.json"):
-            if (source_run / name).is_file() and not (run_dir / name).exists():
-                (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source_run / name, run_dir / name)
+    if main and source_run != run_dir and not fresh_best:  # keep the new run folder complete
+        for rel in ("checkpoints/best.pt", "predictions.json"):
+            if (source_run / rel).is_file() and not (run_dir / rel).exists():
+                (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source_run / rel, run_dir / rel)
     return Path(path)
+
+
+def _reset_best_if_not_comparable(trainer: Trainer, path: Path, eval_diffs: list[str]) -> bool:
+    """A checkpoint evaluated on other data or with other evaluation settings: its best metric and
+    history say nothing about this run, so forget them (and say why). Returns whether it did."""
+    if not eval_diffs:
+        return False
+    if math.isfinite(trainer.best_metric) or trainer.metrics:
+        log.warning("%s was evaluated on other data or with other evaluation settings (%s): its best metric %.4f "
+                    "does not apply here, so the best, the metrics and the evaluation history start afresh", path,
+                    "; ".join(eval_diffs[:4]) + (f" (+{len(eval_diffs) - 4} more)" if len(eval_diffs) > 4 else ""),
+                    trainer.best_metric)
+    trainer.best_metric, trainer.metrics = float("-inf"), {}
+    trainer.best_metrics = None
+    for hook in trainer.hooks:
+        if isinstance(hook, EvalHook):
+            hook.history = []
+    return True

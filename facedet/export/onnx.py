@@ -20,8 +20,11 @@ grid. Settings are written into the model's metadata (``metadata_props``).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,6 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torchvision.ops import nms
+
+from facedet.registry import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +74,26 @@ class ExportWrapper(nn.Module):
         return torch.cat([batch_index[kept, None].to(flat_boxes.dtype), flat_boxes[kept], flat_scores[kept, None]], 1)
 
 
+def check_writable(path: str | Path) -> Path:
+    """Make sure ``path`` can be written (folder created, a probe file written and removed) before
+    a long export; ConfigError naming the path and the reason otherwise. Returns it as a Path."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "it is a folder; give a file name such as model.onnx")
+        existing = next(p for p in path.parents if p.exists())
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file, not a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(errno.EACCES, "the file exists and is read-only")
+    except OSError as e:
+        raise ConfigError(f"Cannot write the ONNX model to {path}: {e.strerror or e}") from None
+    return path
+
+
 def export_onnx(
     model: nn.Module,
     path: str | Path,
@@ -83,8 +108,7 @@ def export_onnx(
     """Write ``model`` (a Detector) as ONNX to ``path`` (one file); returns the path."""
     import onnx  # the [export] extra
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_writable(path)
     if img_size % 32:
         raise ValueError(f"img_size must be a multiple of 32, got {img_size}")
     wrapper = ExportWrapper(model, with_nms=with_nms, score_thresh=score_thresh, iou_thresh=iou_thresh).eval()
@@ -105,7 +129,12 @@ def export_onnx(
     for k, v in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
-    onnx.save_model(proto, str(path))
+    tmp = path.with_name(f".{path.name}.tmp")  # a failed write leaves no half model under the real name
+    try:
+        onnx.save_model(proto, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     log.info("exported %s in %.1f s (%s)", path, time.perf_counter() - start, "with NMS" if with_nms else "no NMS")
     return path
 

@@ -48,12 +48,12 @@ def load_detector(
 ) -> tuple[torch.nn.Module, DictConfig, str]:
     """(model in eval mode on ``device``, the training config stored in the checkpoint with the
     overrides applied, which weights: ``ema`` or ``model``)."""
-    from facedet.engine.checkpoint import load_checkpoint, load_model_state, model_weights
+    from facedet.engine.checkpoint import load_checkpoint, load_model_state, model_weights, require_training_checkpoint
     from facedet.models import build_detector
 
     ckpt = load_checkpoint(checkpoint)
-    if "config" not in ckpt:
-        raise ConfigError(f"{checkpoint} holds no 'config'; is it a facedet training checkpoint?")
+    # the model is rebuilt from the config training stored: a bare state dict cannot say which model it is
+    require_training_checkpoint(ckpt, checkpoint, needs=("config", "model"), use="checkpoint=")
     train_cfg = OmegaConf.create(ckpt["config"])
     override_postprocess(train_cfg.model, nms=nms, **postprocess)
     model = build_detector(train_cfg.model)

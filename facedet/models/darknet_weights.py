@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from facedet.engine.checkpoint import CheckpointError
+from facedet.engine.checkpoint import CheckpointError, describe_non_binary
 from facedet.models.layers import ConvBNAct
 from facedet.models.weights import LoadReport
 from facedet.registry import ConfigError
@@ -79,6 +79,11 @@ def load_darknet_weights(model: nn.Module, path: str | Path) -> LoadReport:
     report: the state-dict keys filled (``matched``) and the model's other keys (``missing``)."""
     path = Path(path)
     data = path.read_bytes()
+    what = describe_non_binary(data[:512], len(data))
+    if what is None and data.startswith((b"PK\x03\x04", b"\x80")):  # torch's zip or pickle format
+        what = "a PyTorch file, not Darknet .weights (give it a .pt suffix)"
+    if what:
+        raise CheckpointError(f"Cannot load {path}: {what}")
     version, seen, offset = read_header(data, path)
     if (len(data) - offset) % 4:
         raise CheckpointError(f"{path}: {len(data) - offset} bytes after the header is not a whole number "

@@ -1,11 +1,14 @@
 """Start a model from a user's local weights file, with a report of what was loaded.
 
-Two kinds of file (chosen by the suffix):
+Two kinds of file (chosen by the name):
 - a PyTorch file (``.pt``, ``.pth``, ...): a plain state dict, a ``{"state_dict": ...}`` or
   ``{"model": ...}`` wrapper, or a facedet training checkpoint (its EMA weights, as evaluation
   uses). Read with ``torch.load(weights_only=True)``: a file that would run code is refused.
-- Darknet ``.weights`` (``darknet53.conv.74``, ``yolov4.conv.137``, full files):
+- Darknet ``.weights`` and ``*.conv.N`` (``darknet53.conv.74``, ``yolov4.conv.137``, full files):
   ``facedet.models.darknet_weights``.
+
+A file that is no weights at all (empty, a git-LFS pointer, an HTML page, text, random bytes, a
+truncated download) is refused saying what it is (``facedet.engine.checkpoint.load_checkpoint``).
 
 Keys are matched by name and shape. Without ``partial`` any missing, unexpected or
 shape-mismatched key is an error listing them; with ``partial`` the matching ones load and the
@@ -15,6 +18,7 @@ into ``backbone.`` when none of its keys match the detector as they are; the rep
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,7 +115,7 @@ def load_weights(model: nn.Module, path: str | Path, *, partial: bool = False) -
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model.weights: no such file: {path}")
-    if path.suffix == ".weights":
+    if path.suffix == ".weights" or re.search(r"\.conv\.\d+$", path.name):  # also darknet53.conv.74, yolov4.conv.137
         from facedet.models.darknet_weights import load_darknet_weights
 
         return load_darknet_weights(model, path)
