@@ -132,10 +132,12 @@ def test_cli_eval_prints_the_checkpoint_metrics(tiny_run, tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-def test_default_job_reaches_ap50_080(tmp_path: Path) -> None:
-    """README command 1: `python tools/train.py` with no overrides (about 8 minutes on 2 cores), then
-    `tools/eval.py` on its best checkpoint reproduces the AP50 within 0.005."""
-    proc = _cli("tools/train.py", f"hydra.run.dir={tmp_path / 'train'}", timeout=1800)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_default_job_reaches_ap50_080(tmp_path: Path, seed: int) -> None:
+    """README command 1: `python tools/train.py` with no overrides but the seed (6-8 minutes each on
+    2 cores), then `tools/eval.py` on its best checkpoint reproduces the AP50 within 0.005. The
+    README states the range over these three seeds (bench/default_job.py prints it)."""
+    proc = _cli("tools/train.py", f"seed={seed}", f"hydra.run.dir={tmp_path / 'train'}", timeout=1800)
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((tmp_path / "train" / "metrics.json").read_text())
     assert metrics["best"]["AP50"] >= 0.80
