@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,42 @@ def test_two_gloo_processes_stay_identical_and_only_rank0_writes(tmp_path):
     log = (run_dir / "train.log").read_text()
     assert log.count("distributed: 2 processes, backend gloo") == 1
     assert log.count("model yolov4_nano on cpu:") == 1 and log.count("epoch 2/2") == 1
+
+
+# The trainer's shape in small: DDP (which imports torch._dynamo, and with it torch.distributed.nn, after
+# the group exists) held by a reference cycle, an object collective, then cleanup.
+_CLEANUP_SCRIPT = """
+import torch
+from facedet.engine import distributed as du
+
+du.init_distributed(torch.device("cpu"))
+class Holder:
+    pass
+h = Holder()
+h.me = h
+h.ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))
+h.ddp(torch.ones(1, 2)).sum().backward()
+du.all_gather_objects(du.get_rank())
+del h
+before = du.gloo_threads()
+du.cleanup()
+print(f"gloo threads {before} -> {du.gloo_threads()}", flush=True)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through Linux /proc")
+def test_cleanup_joins_gloo_threads(tmp_path):
+    """A gloo thread alive at interpreter exit can abort the process (du.cleanup's docstring): after
+    cleanup none may be left, even with DDP, which used to keep the group alive."""
+    script = tmp_path / "cleanup.py"
+    script.write_text(_CLEANUP_SCRIPT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    counts = [(int(a), int(b)) for a, b in re.findall(r"gloo threads (\d+) -> (\d+)", proc.stdout)]
+    assert len(counts) == 2, proc.stdout
+    assert all(before > 0 and after == 0 for before, after in counts), counts
 
 
 @pytest.mark.slow

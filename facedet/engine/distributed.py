@@ -10,9 +10,11 @@ collectives return their input.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -61,6 +63,12 @@ def init_distributed(device: torch.device, backend: str = "auto", timeout_minute
     if backend == "auto":
         backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
+        # torch.distributed.nn declares ``group=group.WORLD`` defaults, evaluated when it is first imported.
+        # DDP imports it (through torch._dynamo) after the group exists, and that default then keeps the
+        # group alive past destroy_process_group, so cleanup() could not join gloo's threads. Imported
+        # before the group exists, the default is None.
+        import torch.distributed.nn  # noqa: F401
+
         kwargs: dict[str, Any] = {"backend": backend, "timeout": timedelta(minutes=timeout_minutes)}
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -73,10 +81,43 @@ def init_distributed(device: torch.device, backend: str = "auto", timeout_minute
 
 
 def cleanup() -> None:
+    """Leave the process group, on every rank and every path (``run_training`` calls it in ``finally``).
+
+    Why it must join gloo's threads: gloo runs each collective on a worker thread, which drops its
+    reference to the finished work (holding tensors that Python created) a moment after ``wait()``
+    returns in the main thread. On a busy machine that moment can come after the interpreter began
+    finalizing; the worker's GIL request then ends the thread with pthread_exit, whose unwinding
+    through a noexcept destructor aborts the process ("terminate called without an active
+    exception", exit code -6, after the last collective of a run). Destroying the group joins those
+    threads while the interpreter is alive, but only if nothing else holds it: the DDP wrapper (kept
+    by the Trainer <-> hooks reference cycle) is collected first, and torch.distributed.nn must not
+    hold it (see ``init_distributed``). The barrier lets every rank finish its collectives before any
+    rank closes its connections; it is skipped while an exception propagates (a failed peer would
+    never reach it).
+    """
     global _control_group
     if is_distributed():
-        dist.destroy_process_group()
+        failing = sys.exc_info()[1] is not None
+        if not failing:
+            dist.barrier(group=_control_group)
+        _control_group = None
+        gc.collect()  # frees the DDP wrapper and its reducer, which hold the group
+        dist.destroy_process_group()  # the last reference: joins gloo's threads
+        left = gloo_threads()
+        if left and not failing:  # (while an exception propagates, its traceback still holds the trainer)
+            log.warning("%d gloo threads outlive destroy_process_group: something still holds the process group, "
+                        "and the process may abort at exit", left)
     _control_group = None
+
+
+def gloo_threads() -> int:
+    """Number of live gloo threads in this process (Linux; 0 where /proc is absent)."""
+    count = 0
+    with contextlib.suppress(OSError):
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/comm") as f:
+                count += "gloo" in f.read()
+    return count
 
 
 def is_distributed() -> bool:
