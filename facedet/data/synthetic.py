@@ -84,9 +84,8 @@ def _taps(n_in: int, n_out: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
     (as cv2.resize), borders replicated; cubic is Keys' kernel with a = -0.75 (OpenCV's)."""
     src = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
     if kind == "nearest":
-        return np.minimum(np.floor((np.arange(n_out) * n_in) / n_out), n_in - 1).astype(int)[:, None], np.ones(
-            (n_out, 1)
-        )
+        index = np.minimum((np.arange(n_out) * n_in) // n_out, n_in - 1)  # cv2's INTER_NEAREST: floor(i * in / out)
+        return index[:, None], np.ones((n_out, 1))
     base = np.floor(src)
     t = src - base
     if kind == "linear":
