@@ -1,7 +1,7 @@
 """Training throughput on a machine that another process shares: images/s idle and with one busy
 competitor (a ``nice -n 19`` pure-Python loop, started and killed here in a session of its own, as
 from another terminal: see docs/ENGINE.md, "Busy machines"), for facedet's CPU thread
-policy (``new``, facedet/engine/threads.py) and for the settings before it (``old``: torch's and
+policy (``new``, facedet/threads.py) and for the settings before it (``old``: torch's and
 OpenMP's own defaults, i.e. ``FACEDET_THREAD_POLICY=off``).
 
     python bench/contention.py                                  # yolov4_nano, 256 px, batch 16, 2 workers
@@ -45,8 +45,8 @@ def child(args: argparse.Namespace) -> None:
     import torch
     from hydra import compose, initialize_config_dir
 
+    from facedet.builders import build_loaders
     from facedet.engine.optim import build_optimizer
-    from facedet.engine.run import build_loaders
     from facedet.engine.trainer import Trainer
     from facedet.models import build_detector
 
@@ -82,7 +82,7 @@ def child(args: argparse.Namespace) -> None:
 def policy_env(policy: str, extra: list[str]) -> dict[str, str]:
     """The child's environment: OpenMP's own defaults (old) or facedet's (new), set before it starts,
     as facedet/__init__.py sets them before torch loads; ``--env`` on top."""
-    from facedet.engine.threads import SWITCH, apply_env_defaults
+    from facedet.threads import SWITCH, apply_env_defaults
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_", SWITCH))}
     env["PYTHONPATH"] = str(ROOT)

@@ -27,8 +27,8 @@ def build_loader(args: argparse.Namespace, workers: int):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from facedet.builders import build_dataset
     from facedet.data import build_dataloader, wrap_train_dataset
-    from facedet.engine.run import build_dataset
 
     overrides = [f"data={args.data}", f"aug={args.aug}", f"data.img_size={args.img_size}"] + args.override
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):

@@ -60,7 +60,7 @@ def child(run_dir: str, overrides_json: str, pause: str) -> None:
     for the parent's SIGKILL. Prints ``SAVED <file> step <n>`` after each completed save."""
     import logging
 
-    import facedet.engine.checkpoint as ck
+    import facedet.checkpoint as ck
     import facedet.engine.eval_hook as eh
     import facedet.engine.hooks as hk
     from facedet.engine.run import run_training
@@ -155,7 +155,7 @@ def compare_runs(ref: Path, other: Path) -> tuple[bool, str]:
     """(identical, description) for the final last.pt and the evaluation history of two runs."""
     import torch
 
-    from facedet.engine.checkpoint import load_checkpoint
+    from facedet.checkpoint import load_checkpoint
 
     a, b = (load_checkpoint(d / "checkpoints" / "last.pt") for d in (ref, other))
     ta, tb = state_tensors(a), state_tensors(b)
@@ -171,7 +171,7 @@ def compare_runs(ref: Path, other: Path) -> tuple[bool, str]:
 def check_left_behind(run_dir: Path, saved: dict[str, int]) -> tuple[bool, str]:
     """After a kill: every checkpoint there loads and holds the last completed save; a temporary
     file (a write cut short) is refused."""
-    from facedet.engine.checkpoint import CheckpointError, load_checkpoint
+    from facedet.checkpoint import CheckpointError, load_checkpoint
 
     ok, notes = True, []
     for name in ("last.pt", "best.pt"):
@@ -259,7 +259,7 @@ def make_bad_files(folder: Path, last: Path) -> dict[str, Path]:
     """Files that must be refused, made from a real checkpoint ``last``."""
     import torch
 
-    from facedet.engine.checkpoint import load_checkpoint
+    from facedet.checkpoint import load_checkpoint
 
     folder.mkdir(parents=True, exist_ok=True)
     ckpt, data = load_checkpoint(last), last.read_bytes()
@@ -288,7 +288,7 @@ EXPECTED = {"truncated": "truncated zip", "code": "Refusing to load", "lfs": "gi
 def bad_files(work: Path) -> list[dict[str, Any]]:
     """Part (b): each file through train.resume (run_training), checkpoint= (load_detector: eval and
     export) and model.weights= (load_weights); the message must say what the file is."""
-    from facedet.engine.checkpoint import CheckpointError
+    from facedet.checkpoint import CheckpointError
     from facedet.engine.run import run_training
     from facedet.inference.predictor import load_detector
     from facedet.models import build_detector
@@ -342,7 +342,7 @@ def bad_files(work: Path) -> list[dict[str, Any]]:
 def full_disk(work: Path) -> list[dict[str, Any]]:
     """Part (c): ENOSPC half-way through a save over an existing last.pt, and inside a training run
     (which must stop with the one-line error, keep a loadable last.pt, and resume exactly)."""
-    import facedet.engine.checkpoint as ck
+    import facedet.checkpoint as ck
     from facedet.engine.run import run_training
 
     ref, _ = reference_run(work)

@@ -23,9 +23,9 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 
 from bench.common import CONFIGS, print_header  # noqa: E402
+from facedet.builders import select_device  # noqa: E402
 from facedet.data import collate  # noqa: E402
 from facedet.engine.optim import build_optimizer  # noqa: E402
-from facedet.engine.run import select_device  # noqa: E402
 from facedet.engine.trainer import Trainer  # noqa: E402
 from facedet.models import build_detector  # noqa: E402
 from facedet.models.info import model_info  # noqa: E402

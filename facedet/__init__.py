@@ -1,6 +1,6 @@
 """facedet: a config-driven training framework for YOLOv3/v4-style face detectors."""
 
-from facedet.engine.threads import apply_env_defaults
+from facedet.threads import apply_env_defaults
 
 # before anything imports torch: libgomp reads its settings once, when torch loads it (see threads.py)
 apply_env_defaults()

@@ -19,14 +19,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import facedet.engine.checkpoint as ck
-from facedet.engine.checkpoint import (
-    CheckpointError,
-    find_resume_checkpoint,
-    load_checkpoint,
-    remove_stale_temps,
-    save_checkpoint,
-)
+import facedet.checkpoint as ck
+from facedet.checkpoint import CheckpointError, load_checkpoint, remove_stale_temps, save_checkpoint
+from facedet.engine.resume import find_resume_checkpoint
 from facedet.engine.run import run_training
 from facedet.inference.predictor import load_detector
 from facedet.models import build_detector

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from facedet.engine.checkpoint import load_checkpoint
+from facedet.checkpoint import load_checkpoint
 from facedet.engine.distributed import state_digest
 
 ROOT = Path(__file__).resolve().parents[1]

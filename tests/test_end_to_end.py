@@ -16,8 +16,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from facedet.checkpoint import load_checkpoint
 from facedet.cli.evaluate import evaluate_checkpoint
-from facedet.engine.checkpoint import load_checkpoint
 from facedet.engine.run import run_training
 
 from .conftest import ROOT

@@ -9,16 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from facedet.engine.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_model_state,
-    model_weights,
-    save_checkpoint,
-)
+from facedet.builders import select_device
+from facedet.checkpoint import CheckpointError, load_checkpoint, load_model_state, model_weights, save_checkpoint
 from facedet.engine.ema import ModelEMA
 from facedet.engine.optim import WarmupCosine, build_optimizer
-from facedet.engine.run import select_device
 from facedet.registry import ConfigError
 
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
+from facedet.builders import build_dataset
 from facedet.data import build_dataloader
 from facedet.engine.eval_hook import EvalHook, resolve_metric
 from facedet.engine.evaluate import evaluate
-from facedet.engine.run import build_dataset
 from facedet.evaluation import COCOEvaluator, WiderFaceEvaluator, build_evaluators
 from facedet.registry import ConfigError
 

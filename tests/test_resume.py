@@ -19,8 +19,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from facedet.engine.checkpoint import CheckpointError, find_resume_checkpoint, load_checkpoint
+from facedet.checkpoint import CheckpointError, load_checkpoint
 from facedet.engine.optim import WarmupCosine
+from facedet.engine.resume import find_resume_checkpoint
 from facedet.engine.run import run_training
 from facedet.engine.trainer import HookBase
 

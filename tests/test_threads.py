@@ -1,4 +1,4 @@
-"""The OpenMP wait policy (facedet/engine/threads.py): a short spin by default, set before torch
+"""The OpenMP wait policy (facedet/threads.py): a short spin by default, set before torch
 loads, never over a user's own choice."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from facedet.engine.threads import SPIN_COUNT, SWITCH, apply_env_defaults
+from facedet.threads import SPIN_COUNT, SWITCH, apply_env_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,11 +14,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from facedet.checkpoint import load_checkpoint, save_checkpoint
 from facedet.data import build_dataloader, collate
 from facedet.data.loader import BatchSeeded, EpochSampler, ShardSampler
 from facedet.engine import distributed as du
-from facedet.engine.checkpoint import config_differences, load_checkpoint, save_checkpoint
 from facedet.engine.prediction_grid import PredictionGridHook
+from facedet.engine.resume import config_differences
 from facedet.engine.rng import capture_rng, restore_rng
 from facedet.engine.run import accumulation
 from facedet.engine.trainer import Trainer

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torchvision.models import mobilenet_v2
 
-from facedet.engine.checkpoint import CheckpointError
+from facedet.checkpoint import CheckpointError
 from facedet.models import build_detector
 from facedet.models.backbones import CSPDarknet, Darknet53
 from facedet.models.darknet_weights import darknet_layout, load_darknet_weights, save_darknet_weights

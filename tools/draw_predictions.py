@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = compose_or_exit(args.overrides)
 
     with user_errors():
+        from facedet.builders import build_dataset
         from facedet.data.dataset import load_image
         from facedet.data.visualize import make_grid, write_png
-        from facedet.engine.run import build_dataset
         from facedet.registry import ConfigError
 
         val = build_dataset(cfg.data.val, img_size=cfg.data.img_size, aug=None, cache_images=False, where="data.val")

@@ -22,7 +22,7 @@ log = logging.getLogger("facedet.kmeans")
 
 def run(cfg: DictConfig) -> Path | None:
     from facedet.anchors import anchor_report, anchors_yaml, fit_anchors, letterboxed_wh, per_level, write_anchors
-    from facedet.engine.run import build_dataset
+    from facedet.builders import build_dataset
 
     d, km = cfg.data, cfg.kmeans
     img_size = int(d.img_size)

@@ -17,9 +17,9 @@ from facedet.cli.common import CONFIG_DIR, user_errors
 
 
 def run(cfg: DictConfig) -> str:
+    from facedet.builders import build_dataset
     from facedet.data import build_dataloader, wrap_train_dataset
     from facedet.data.visualize import batch_grid, write_png
-    from facedet.engine.run import build_dataset
 
     d, show = cfg.data, cfg.show
     train_set = build_dataset(d.train, img_size=int(d.img_size), aug=cfg.aug.train, cache_images=False,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from facedet.engine.checkpoint import CheckpointError
+from facedet.checkpoint import CheckpointError
 from facedet.engine.trainer import TrainingDiverged
 from facedet.registry import ConfigError
 

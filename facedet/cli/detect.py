@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def detect(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     """Run ``cfg`` (see configs/detect.yaml); returns what ``detections.json`` holds."""
-    from facedet.engine.run import select_device
+    from facedet.builders import select_device
     from facedet.inference.detect import run_detection
     from facedet.inference.predictor import Predictor, load_detector
     from facedet.inference.smoothing import BoxSmoother

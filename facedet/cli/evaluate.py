@@ -70,9 +70,9 @@ def reroot(data: DictConfig, root: str) -> DictConfig:
 
 def evaluate_checkpoint(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     """Evaluate ``cfg.checkpoint``; model, data and size default to those it was trained with."""
+    from facedet.builders import build_dataset, eval_settings, select_device
     from facedet.data import build_dataloader
     from facedet.engine.evaluate import evaluate
-    from facedet.engine.run import build_dataset, eval_settings, select_device
     from facedet.inference.predictor import load_detector
 
     device = select_device(str(cfg.device))
@@ -101,13 +101,13 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
 def evaluate_results(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     """Score ``cfg.results`` (another detector's COCO results json or WIDER txt folder) on the val
     split of ``cfg.data`` (or of the checkpoint's data when a checkpoint is given too)."""
+    from facedet.builders import build_dataset
     from facedet.engine.evaluate import finish_evaluation
-    from facedet.engine.run import build_dataset
     from facedet.evaluation.results import read_results
 
     stored = None
     if cfg.get("checkpoint") and (cfg.get("data") or {}).get("val") is None:
-        from facedet.engine.checkpoint import load_checkpoint, require_training_checkpoint
+        from facedet.checkpoint import load_checkpoint, require_training_checkpoint
 
         ckpt = load_checkpoint(cfg.checkpoint)
         require_training_checkpoint(ckpt, cfg.checkpoint, needs=("config",), use="checkpoint=")

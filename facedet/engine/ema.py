@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from facedet.engine.checkpoint import load_model_state
+from facedet.checkpoint import load_model_state
 
 
 class ModelEMA:

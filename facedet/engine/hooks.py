@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from facedet.checkpoint import save_checkpoint
 from facedet.engine import distributed as du
-from facedet.engine.checkpoint import save_checkpoint
 from facedet.engine.ema import ModelEMA
 from facedet.engine.eval_hook import EvalHook  # noqa: F401  (lives in eval_hook.py; importable here)
 from facedet.engine.trainer import HookBase

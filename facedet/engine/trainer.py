@@ -22,9 +22,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from facedet.checkpoint import CheckpointError, load_model_state
 from facedet.engine import distributed as du
 from facedet.engine.buffers import BufferKeeper
-from facedet.engine.checkpoint import CheckpointError, load_model_state
 from facedet.engine.optim import set_lr
 from facedet.engine.rng import capture_rng, restore_rng
 from facedet.engine.stop_signals import StopRequest

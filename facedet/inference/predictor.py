@@ -48,7 +48,7 @@ def load_detector(
 ) -> tuple[torch.nn.Module, DictConfig, str]:
     """(model in eval mode on ``device``, the training config stored in the checkpoint with the
     overrides applied, which weights: ``ema`` or ``model``)."""
-    from facedet.engine.checkpoint import load_checkpoint, load_model_state, model_weights, require_training_checkpoint
+    from facedet.checkpoint import load_checkpoint, load_model_state, model_weights, require_training_checkpoint
     from facedet.models import build_detector
 
     ckpt = load_checkpoint(checkpoint)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from facedet.engine.checkpoint import CheckpointError, describe_non_binary
+from facedet.checkpoint import CheckpointError, describe_non_binary
 from facedet.models.layers import ConvBNAct
 from facedet.models.weights import LoadReport
 from facedet.registry import ConfigError

@@ -8,7 +8,7 @@ Two kinds of file (chosen by the name):
   ``facedet.models.darknet_weights``.
 
 A file that is no weights at all (empty, a git-LFS pointer, an HTML page, text, random bytes, a
-truncated download) is refused saying what it is (``facedet.engine.checkpoint.load_checkpoint``).
+truncated download) is refused saying what it is (``facedet.checkpoint.load_checkpoint``).
 
 Keys are matched by name and shape. Without ``partial`` any missing, unexpected or
 shape-mismatched key is an error listing them; with ``partial`` the matching ones load and the
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from facedet.engine.checkpoint import CheckpointError, load_checkpoint, model_weights
+from facedet.checkpoint import CheckpointError, load_checkpoint, model_weights
 
 
 @dataclass

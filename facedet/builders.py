@@ -1,0 +1,85 @@
+"""Builders shared by the training run, the command-line tools and the benchmarks: the device, the
+data sets with their transforms, the loaders, and the settings recorded beside every evaluation.
+
+They sit above data, models and evaluation and below the engine and the CLI, so a tool can build
+what training builds without importing the training run."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from facedet.registry import DATASETS, ConfigError, build
+
+
+def select_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; an explicit CUDA device that is not there
+    is an error rather than a silent fall-back. Under torchrun (``local_rank`` given) a CUDA
+    choice becomes this process's GPU, ``cuda:LOCAL_RANK``."""
+    if name == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but no CUDA device is available; use device=auto or device=cpu.")
+    if device.type == "cuda" and local_rank is not None:
+        device = torch.device("cuda", local_rank)
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_dataset(node: Any, *, img_size: int, aug: Any, cache_images: bool, where: str,
+                  min_face_size: float = 0.0):
+    from facedet.data import build_transforms  # registers datasets and transforms
+
+    if img_size % 32:
+        raise ConfigError(f"data.img_size must be a multiple of 32 (the largest stride), got {img_size}.")
+    specs = OmegaConf.to_container(aug, resolve=True) if aug is not None else []
+    transform = build_transforms(specs or [], img_size, min_face_size=min_face_size)
+    return build(node, DATASETS, where=where, transform=transform, cache_images=cache_images)
+
+
+def build_loaders(cfg: DictConfig, *, rank: int = 0, world_size: int = 1) -> tuple[Any, Any]:
+    """Training and validation loaders; under DDP each rank gets ``train.batch_size / world_size``
+    images per batch from its own shard, and its share of the validation images."""
+    from facedet.data import build_dataloader, wrap_train_dataset
+
+    d = cfg.data
+    if cfg.train.batch_size % world_size:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} (images per step, all processes together) "
+                          f"must be a multiple of the {world_size} processes.")
+    batch_size = cfg.train.batch_size // world_size
+    train_set = build_dataset(d.train, img_size=d.img_size, aug=cfg.aug.train,
+                              cache_images=d.cache_images, where="data.train",
+                              min_face_size=float(cfg.aug.get("min_face_size") or 0))
+    train_set = wrap_train_dataset(train_set, OmegaConf.to_container(cfg.aug, resolve=True))  # mosaic, mixup
+    val_set = build_dataset(d.val, img_size=d.img_size, aug=cfg.aug.get("val"),
+                            cache_images=d.cache_images, where="data.val")
+    if len(train_set) == 0:
+        raise ConfigError("data.train has no images (see the load summary above).")
+    # workers survive SIGTERM/SIGINT so the trainer can reach a clean stop; run_training shuts them down
+    train_loader = build_dataloader(train_set, batch_size=batch_size, shuffle=True, num_workers=cfg.train.num_workers,
+                                    seed=cfg.seed, drop_last=True, rank=rank, world_size=world_size,
+                                    signal_proof_workers=True)
+    val_loader = build_dataloader(val_set, batch_size=cfg.eval.batch_size, shuffle=False,
+                                  num_workers=cfg.train.num_workers, seed=cfg.seed, rank=rank, world_size=world_size,
+                                  signal_proof_workers=True)
+    if len(train_loader) == 0:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(train_set)} training images.")
+    return train_loader, val_loader
+
+
+def eval_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The conditions behind every reported number: test size, thresholds, TTA."""
+    post = OmegaConf.to_container(cfg.model.postprocess, resolve=True)
+    return {"img_size": int(cfg.data.img_size), "tta": "none", "postprocess": post,
+            "data": cfg.data.name, "split": "val"}
