@@ -93,6 +93,15 @@ ASSIGNERS = Registry("assigner")
 POSTPROCESSORS = Registry("postprocessor")
 DATASETS = Registry("dataset")
 TRANSFORMS = Registry("transform")
+# One registry per kind of swappable part, all here so a newcomer finds every kind in one place.
+ACTIVATIONS = Registry("activation")  # models: name -> nn.Module factory
+POOLS = Registry("pool")  # models: spatial-pyramid pooling blocks (spp, sppf)
+READERS = Registry("reader")  # data: label-format readers (wider_txt, coco_json, ...)
+DATASET_WRAPPERS = Registry("dataset_wrapper")  # data: mosaic, mixup
+EVALUATORS = Registry("evaluator")  # evaluation: coco, widerface
+OPTIMIZERS = Registry("optimizer")  # engine: sgd, adamw
+SCHEDULES = Registry("schedule")  # engine: learning-rate factor per step (cosine)
+HOOKS = Registry("hook")  # engine: optional training hooks built from config (close_mosaic, sat, ...)
 
 
 def _registry_for_nested(type_name: str, default: Registry, where: str) -> tuple[Registry, str]:

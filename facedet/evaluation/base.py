@@ -25,9 +25,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from facedet.registry import ConfigError, Registry, build
+from facedet.registry import EVALUATORS, ConfigError, build
 
-EVALUATORS = Registry("evaluator")
 
 
 class Evaluator(Protocol):
