@@ -28,7 +28,6 @@ import torch
 from facedet.registry import EVALUATORS, ConfigError, build
 
 
-
 class Evaluator(Protocol):
     metric_names: tuple[str, ...]
 
