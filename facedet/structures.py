@@ -22,6 +22,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+# Image file suffixes facedet reads (everything OpenCV decodes that face data sets use), lower case:
+# the one list for data folders, evaluation image ids and tools/detect.py inputs.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # ordered: tried in turn
+
 
 class Sample(TypedDict):
     image: np.ndarray

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from facedet.structures import IMAGE_SUFFIXES
+
 # WIDER FACE attribute columns after ``x y w h`` (``invalid`` becomes ``ignore``).
 WIDER_ATTRIBUTES = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 class LabelError(ValueError):

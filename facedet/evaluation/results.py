@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from facedet.evaluation.coco import coco_image_ids
-from facedet.evaluation.widerface import IMAGE_SUFFIXES
+from facedet.structures import IMAGE_SUFFIXES
 
 
 class ImageIndex:

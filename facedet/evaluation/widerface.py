@@ -36,13 +36,13 @@ import torch
 from torchvision.ops import box_iou
 
 from facedet.evaluation.base import EVALUATORS, to_numpy_prediction
+from facedet.structures import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 SETTINGS = ("easy", "medium", "hard")
 NUM_THRESHOLDS = 1000
 GT_FILE = "wider_face_val.mat"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,10 @@ from facedet.data.dataset import load_image
 from facedet.inference.draw import draw_detections
 from facedet.inference.predictor import Predictor
 from facedet.inference.smoothing import BoxSmoother
+from facedet.structures import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 

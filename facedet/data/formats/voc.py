@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facedet.structures import IMAGE_SUFFIXES
 from facedet.data.records import (
-    IMAGE_SUFFIXES,
     LabelError,
     LoadStats,
     Record,
