@@ -35,7 +35,7 @@ def build_loader(args: argparse.Namespace, workers: int):
         cfg = compose(config_name="train", overrides=overrides)
     ds = build_dataset(cfg.data.train, img_size=cfg.data.img_size, aug=cfg.aug.train, cache_images=True,
                        where="data.train", min_face_size=float(cfg.aug.get("min_face_size") or 0))
-    ds = wrap_train_dataset(ds, OmegaConf.to_container(cfg.aug, resolve=True))
+    ds = wrap_train_dataset(ds, OmegaConf.to_container(cfg.aug, resolve=True), img_size=int(cfg.data.img_size))
     return build_dataloader(ds, batch_size=args.batch_size, shuffle=True, num_workers=workers, seed=0,
                             drop_last=True)
 

@@ -58,7 +58,7 @@ def _white_outside_boxes(img: np.ndarray, boxes: np.ndarray) -> int:
 @pytest.mark.parametrize("seed", range(10))
 def test_mosaic_boxes_follow_pixels_and_tiny_faces_become_ignore(tmp_path, seed):
     ds = _dataset(tmp_path, min_face_size=6)
-    m = Mosaic(ds, p=1.0, scale=0.5, translate=0.1, min_visible=0.3)
+    m = Mosaic(ds, size=S, p=1.0, scale=0.5, translate=0.1, min_visible=0.3)
     m.set_seed(seed)
     raw = m.raw_item(seed % len(ds))
     img, boxes, ignore = raw["image"], raw["boxes"], raw["ignore"]
@@ -81,7 +81,7 @@ def test_mosaic_boxes_follow_pixels_and_tiny_faces_become_ignore(tmp_path, seed)
 
 def test_mosaic_makes_faces_smaller_and_they_are_counted(tmp_path):
     ds = _dataset(tmp_path, min_face_size=6)
-    m = Mosaic(ds, p=1.0, scale=0.5)
+    m = Mosaic(ds, size=S, p=1.0, scale=0.5)
     total, ignored = 0, 0
     for seed in range(20):
         m.set_seed(seed)
@@ -92,7 +92,7 @@ def test_mosaic_makes_faces_smaller_and_they_are_counted(tmp_path):
 
 def test_mosaic_probability_and_reproducibility(tmp_path):
     ds = _dataset(tmp_path)
-    m = Mosaic(ds, p=0.0, scale=0.0, translate=0.0)
+    m = Mosaic(ds, size=S, p=0.0, scale=0.0, translate=0.0)
     for i in range(len(ds)):  # p = 0: single images; with scale 0 and translate 0 the plain letterbox
         item, plain = m[i], ds[i]  # (placed to the nearest pixel, resized in one step: not bit-equal)
         assert (item["image"] - plain["image"]).abs().mean() < 0.03
@@ -120,12 +120,12 @@ def test_mixup_blends_and_keeps_both_sets_of_faces(tmp_path):
     r = float(rng.beta(8.0, 8.0))
     torch.testing.assert_close(item["image"], ds[0]["image"] * r + ds[j]["image"] * (1 - r))
     assert len(item["target"]["boxes"]) == len(ds[0]["target"]["boxes"]) + len(ds[j]["target"]["boxes"])
-    assert find_wrappers(MixUp(Mosaic(ds), p=0.5))[1].__class__ is Mosaic
+    assert find_wrappers(MixUp(Mosaic(ds, size=S), p=0.5))[1].__class__ is Mosaic
 
 
 def test_close_mosaic_reaches_persistent_workers(tmp_path):
     ds = _dataset(tmp_path)
-    m = Mosaic(ds, p=1.0, scale=0.0, translate=0.0)
+    m = Mosaic(ds, size=S, p=1.0, scale=0.0, translate=0.0)
     dl = build_dataloader(m, batch_size=2, shuffle=False, num_workers=1, seed=0)
     hook = CloseMosaicHook([m], epochs=2)
     hook.trainer = SimpleNamespace(epoch=0, max_epochs=4)

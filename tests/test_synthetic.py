@@ -87,7 +87,7 @@ def test_a_crash_leaves_no_half_written_set(tmp_path, monkeypatch):
             raise RuntimeError("crash while rendering")
         return np.zeros((256, 256, 3), np.uint8), np.zeros((0, 4), np.float32)
 
-    monkeypatch.setattr(syn, "render_synthetic_image", boom)
+    monkeypatch.setattr(syn.store, "render_synthetic_image", boom)  # the name the writer calls
     with pytest.raises(RuntimeError, match="crash"):
         ensure_synthetic(tmp_path / "syn", num_train=3, num_val=1)
     assert list(tmp_path.iterdir()) == []

@@ -1,9 +1,10 @@
 """Data: readers (one per label format), transforms and augmentations, data sets and their mosaic /
 mixup wrappers, the loader and a synthetic set.
 
-Importing this package registers the ``DATASETS`` (wider_txt, retinaface_txt, coco_json, voc_xml,
-yolo_txt, synthetic) and the ``TRANSFORMS`` (letterbox, hflip, hsv, to_tensor, min_face_size,
-affine, scale_crop, brightness_contrast, blur, noise, equalize, cutout).
+Importing this package registers the ``READERS`` (wider_txt, retinaface_txt, coco_json, voc_xml,
+yolo_txt, synthetic) with one ``DATASETS`` entry each (all build a ``FaceDataset``), the
+``DATASET_WRAPPERS`` (mosaic, mixup) and the ``TRANSFORMS`` (letterbox, hflip, hsv, to_tensor,
+min_face_size, affine, scale_crop, brightness_contrast, blur, noise, equalize, cutout).
 """
 
 import os
@@ -21,19 +22,11 @@ from facedet.data.augment import (  # noqa: E402
     RandomAffine,
     RandomScaleCrop,
 )
-from facedet.data.dataset import (
-    CocoJsonDataset,
-    FaceDataset,
-    ImageError,
-    RetinaFaceTxtDataset,
-    SyntheticDataset,
-    VocXmlDataset,
-    WiderTxtDataset,
-    YoloTxtDataset,
-    load_image,
-)
+from facedet.data.chain import innermost_dataset, iter_dataset_chain
+from facedet.data.dataset import FaceDataset, ImageError, ReaderDataset, load_image
 from facedet.data.loader import build_dataloader, collate, seed_transforms, worker_init_fn
-from facedet.data.mosaic import MixUp, Mosaic, SharedValue, find_wrappers, wrap_train_dataset
+from facedet.data.mixup import MixUp
+from facedet.data.mosaic import Mosaic
 from facedet.data.readers import (
     LabelError,
     LoadStats,
@@ -47,28 +40,34 @@ from facedet.data.readers import (
 from facedet.data.synthetic import ensure_synthetic, generate_synthetic, render_synthetic_image
 from facedet.data.transforms import (
     HSV,
+    LETTERBOX_PAD,
     Compose,
     HFlip,
     Letterbox,
+    LetterboxPipeline,
     MinFaceSize,
     ToTensor,
     build_transforms,
+    check_img_size,
     letterbox_shape,
 )
+from facedet.data.wrappers import DatasetWrapper, SharedValue, find_wrappers, wrap_train_dataset
 
 __all__ = [
     "HSV",
+    "LETTERBOX_PAD",
     "Blur",
     "BrightnessContrast",
-    "CocoJsonDataset",
     "Compose",
     "Cutout",
+    "DatasetWrapper",
     "Equalize",
     "FaceDataset",
     "HFlip",
     "ImageError",
     "LabelError",
     "Letterbox",
+    "LetterboxPipeline",
     "LoadStats",
     "MinFaceSize",
     "MixUp",
@@ -76,20 +75,19 @@ __all__ = [
     "Noise",
     "RandomAffine",
     "RandomScaleCrop",
+    "ReaderDataset",
     "Record",
-    "RetinaFaceTxtDataset",
     "SharedValue",
-    "SyntheticDataset",
     "ToTensor",
-    "VocXmlDataset",
-    "WiderTxtDataset",
-    "YoloTxtDataset",
     "build_dataloader",
     "build_transforms",
+    "check_img_size",
     "collate",
     "ensure_synthetic",
     "find_wrappers",
     "generate_synthetic",
+    "innermost_dataset",
+    "iter_dataset_chain",
     "letterbox_shape",
     "load_image",
     "read_coco_json",

@@ -1,9 +1,15 @@
-"""Face data sets: records (ground truth in original pixels) + a transform, one registered type per
-label format. The framework builds them with ``build(node, DATASETS, transform=..., cache_images=...)``.
+"""The face data set: records (ground truth in original pixels) + a transform. One class for every
+label format: a ``READERS`` entry reads the labels, ``FaceDataset`` serves the images.
+
+A data config node names its reader (``{type: wider_txt, ann_file: ..., img_dir: ...}``);
+``DATASETS`` holds one entry per reader under the same name (``ReaderDataset``), so the framework
+builds any of them with ``build(node, DATASETS, transform=..., cache_images=...)`` and data configs
+(including those stored in old checkpoints) keep their keys.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,16 +19,9 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from facedet.data.formats import (
-    read_coco_json,
-    read_retinaface_txt,
-    read_voc_xml,
-    read_wider_txt,
-    read_yolo_txt,
-)
+from facedet.data.readers import Loaded  # importing it registers the READERS that DATASETS mirrors
 from facedet.data.records import LoadStats, Record
-from facedet.data.synthetic import SPLITS, ensure_synthetic
-from facedet.registry import DATASETS
+from facedet.registry import DATASETS, READERS
 
 log = logging.getLogger(__name__)
 
@@ -170,101 +169,35 @@ class FaceDataset(Dataset):
         return self.transform(sample) if self.transform is not None else sample
 
 
-def _existing(path: str | Path, what: str) -> Path:
-    """Resolve against the working directory; a missing path is a user error with a hint."""
-    p = Path(path).expanduser().absolute()
-    if not p.exists():
-        raise ValueError(
-            f"{what} not found: {p} (relative paths resolve against the working directory {Path.cwd()}); "
-            "point the config at your data, e.g. with the override data.root=/path/to/data"
-        )
-    return p
+# FaceDataset's options a data config node may set beside its reader's keys (the framework sets
+# transform and cache_images)
+DATASET_OPTIONS = ("transform", "cache_images", "verify_images")
 
 
-@DATASETS.register("wider_txt")
-class WiderTxtDataset(FaceDataset):
-    """WIDER FACE official txt (``wider_face_train_bbx_gt.txt`` layout; ``invalid`` faces ignored)."""
+class ReaderDataset:
+    """The ``DATASETS`` entry of reader ``name``: called with the reader's config keys and the data set
+    options, it reads the labels with ``READERS[name]`` and returns a ``FaceDataset``.
 
-    def __init__(self, *, ann_file: str, img_dir: str, transform: Transform | None = None,
-                 cache_images: bool = False, verify_images: bool = False) -> None:
-        records, stats = read_wider_txt(_existing(ann_file, "annotation file"), _existing(img_dir, "image directory"))
-        super().__init__(records, transform=transform, cache_images=cache_images, stats=stats,
-                         verify_images=verify_images)
+    Its signature is the reader's keys plus ``DATASET_OPTIONS``, so ``build`` checks a config node's
+    keys against it and names an unknown or missing key."""
 
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.read: Callable[..., Loaded] = READERS.get(name)
+        options = inspect.signature(FaceDataset).parameters
+        params = [*inspect.signature(self.read).parameters.values(), *(options[k] for k in DATASET_OPTIONS)]
+        self.__signature__ = inspect.Signature(params)
+        self.__doc__ = self.read.__doc__
 
-@DATASETS.register("retinaface_txt")
-class RetinaFaceTxtDataset(FaceDataset):
-    """RetinaFace ``label.txt`` (``# image`` lines, boxes with five landmarks)."""
+    def __call__(self, *, transform: Transform | None = None, cache_images: bool = False,
+                 verify_images: bool = False, **reader_keys: Any) -> FaceDataset:
+        records, stats = self.read(**reader_keys)
+        return FaceDataset(records, transform=transform, cache_images=cache_images, stats=stats,
+                           verify_images=verify_images)
 
-    def __init__(self, *, ann_file: str, img_dir: str, transform: Transform | None = None,
-                 cache_images: bool = False, verify_images: bool = False) -> None:
-        records, stats = read_retinaface_txt(
-            _existing(ann_file, "annotation file"), _existing(img_dir, "image directory")
-        )
-        super().__init__(records, transform=transform, cache_images=cache_images, stats=stats,
-                         verify_images=verify_images)
-
-
-@DATASETS.register("coco_json")
-class CocoJsonDataset(FaceDataset):
-    """COCO detection json; every category counts as a face, ``iscrowd`` faces are ignored."""
-
-    def __init__(self, *, ann_file: str, img_dir: str, transform: Transform | None = None,
-                 cache_images: bool = False, verify_images: bool = False) -> None:
-        records, stats = read_coco_json(_existing(ann_file, "annotation file"), _existing(img_dir, "image directory"))
-        super().__init__(records, transform=transform, cache_images=cache_images, stats=stats,
-                         verify_images=verify_images)
+    def __repr__(self) -> str:
+        return f"ReaderDataset({self.name!r})"
 
 
-@DATASETS.register("voc_xml")
-class VocXmlDataset(FaceDataset):
-    """Pascal VOC xml files under ``ann_dir``; ``classes``: the object names that are faces (null =
-    every object); ``difficult`` faces are ignored."""
-
-    def __init__(self, *, ann_dir: str, img_dir: str, classes: list[str] | None = None,
-                 transform: Transform | None = None, cache_images: bool = False,
-                 verify_images: bool = False) -> None:
-        records, stats = read_voc_xml(
-            _existing(ann_dir, "annotation folder"), _existing(img_dir, "image directory"), classes=classes
-        )
-        super().__init__(records, transform=transform, cache_images=cache_images, stats=stats,
-                         verify_images=verify_images)
-
-
-@DATASETS.register("yolo_txt")
-class YoloTxtDataset(FaceDataset):
-    """YOLO txt labels (normalised ``class cx cy w h`` [+ landmarks]); ``label_dir`` defaults to
-    ``img_dir`` with its last ``images`` folder replaced by ``labels``; ``classes``: the class ids
-    that are faces (null = all); ``ignore_class``: the class id of ignored faces (null = none)."""
-
-    def __init__(self, *, img_dir: str, label_dir: str | None = None, classes: list[int] | None = None,
-                 ignore_class: int | None = None, transform: Transform | None = None,
-                 cache_images: bool = False, verify_images: bool = False) -> None:
-        img = _existing(img_dir, "image directory")
-        labels = _existing(label_dir, "label folder") if label_dir is not None else None
-        records, stats = read_yolo_txt(img, labels, classes=classes, ignore_class=ignore_class)
-        super().__init__(records, transform=transform, cache_images=cache_images, stats=stats,
-                         verify_images=verify_images)
-
-
-@DATASETS.register("synthetic")
-class SyntheticDataset(FaceDataset):
-    """The generated cartoon-face set (``facedet.data.synthetic``): generated under ``root`` on first
-    use (or when the parameters change), then read from its WIDER txt labels."""
-
-    def __init__(
-        self,
-        *,
-        root: str,
-        split: str = "train",
-        num_train: int = 1200,
-        num_val: int = 200,
-        seed: int = 0,
-        transform: Transform | None = None,
-        cache_images: bool = False,
-    ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"synthetic split must be one of {sorted(SPLITS)}, got {split!r}")
-        base = ensure_synthetic(root, num_train=num_train, num_val=num_val, seed=seed)
-        records, stats = read_wider_txt(base / split / "labels.txt", base / split / "images")
-        super().__init__(records, transform=transform, cache_images=cache_images, stats=stats)
+for _name in READERS:
+    DATASETS.register(_name)(ReaderDataset(_name))

@@ -16,14 +16,15 @@ from __future__ import annotations
 import random
 import signal
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, default_collate, get_worker_info
 
-from facedet.data.transforms import ToTensor, to_unit_float
-
+from facedet.data.chain import WrapsDataset, iter_dataset_chain
+from facedet.data.transforms import Seeded, to_unit_float
+from facedet.data.wrappers import DatasetWrapper
 
 TARGET_KEYS = ("boxes", "labels", "ignore", "landmarks")
 
@@ -60,40 +61,34 @@ def unpack_targets(batch: dict[str, Any]) -> dict[str, Any]:
     return batch
 
 
+@runtime_checkable
+class TransformedDataset(Protocol):
+    """A dataset whose items go through ``transform`` (``FaceDataset``, or any dataset of that shape)."""
+
+    transform: Any
+
+
 def seed_transforms(dataset: Any, seed: int) -> None:
-    """Seed the random transforms of ``dataset`` (looking through Subset/ConcatDataset wrappers)."""
-    if hasattr(dataset, "set_seed"):  # wrappers with their own randomness (mosaic, mixup)
-        dataset.set_seed(seed)
-    transform = getattr(dataset, "transform", None)
-    if transform is not None and hasattr(transform, "set_seed"):
-        transform.set_seed(seed)
-    if hasattr(dataset, "dataset"):
-        seed_transforms(dataset.dataset, seed)
-    for i, d in enumerate(getattr(dataset, "datasets", [])):
-        seed_transforms(d, seed + 7919 * (i + 1))
-
-
-def _uint8_transport(dataset: Any) -> None:
-    """Make the ToTensor steps of ``dataset`` (a worker's copy) emit uint8 images."""
-    for t in getattr(getattr(dataset, "transform", None), "transforms", []):
-        if isinstance(t, ToTensor):
-            t.uint8 = True
-    if hasattr(dataset, "dataset"):
-        _uint8_transport(dataset.dataset)
-    for d in getattr(dataset, "datasets", []):
-        _uint8_transport(d)
+    """Seed the random parts of ``dataset``'s chain: the wrappers' generators (mosaic, mixup) and the
+    transform of the dataset at the bottom, the one that reads the images."""
+    *wrappers, reader = iter_dataset_chain(dataset)
+    for w in wrappers:
+        if isinstance(w, DatasetWrapper):
+            w.set_seed(seed)
+    if isinstance(reader, TransformedDataset) and isinstance(reader.transform, Seeded):
+        reader.transform.set_seed(seed)
 
 
 def worker_init_fn(worker_id: int) -> None:
-    """Per-worker seeds derived from torch's (base seed from the loader's generator + worker id);
-    images leave the worker as uint8 (``FaceLoader`` turns them back into floats)."""
+    """Per-worker seeds derived from torch's (base seed from the loader's generator + worker id).
+    Images leave the worker as uint8 (``ToTensor.worker_uint8``); ``FaceLoader`` turns them back
+    into floats."""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
     info = get_worker_info()
     if info is not None:
         seed_transforms(info.dataset, seed)
-        _uint8_transport(info.dataset)
 
 
 class FaceLoader(DataLoader):
@@ -177,7 +172,7 @@ class EpochSampler(Sampler):
             yield indices[pos], seed
 
 
-class BatchSeeded(Dataset):
+class BatchSeeded(WrapsDataset):
     """Wraps a dataset for ``EpochSampler``: items are requested as ``(index, seed or None)``; a seed
     re-seeds the random transforms (and, in a worker process, ``random``, numpy and torch) before
     the item is loaded. In the main process (``num_workers=0``) the global generators are left to
@@ -268,6 +263,7 @@ def build_dataloader(
         pin_memory=torch.cuda.is_available(),
         drop_last=drop_last,
         generator=generator,
-        worker_init_fn=(signal_proof_worker_init_fn if signal_proof_workers else worker_init_fn) if num_workers else None,
+        worker_init_fn=(signal_proof_worker_init_fn if signal_proof_workers else worker_init_fn)
+        if num_workers else None,
         persistent_workers=num_workers > 0,
     )

@@ -6,24 +6,43 @@ augmentations go through albumentations with the row index as a label field, so 
 ``ignore`` and ``landmarks`` stay aligned with ``boxes`` and a lost box is an error, not a silent drop.
 
 Randomness: albumentations keeps its own generator (global seeds do not reach it), so every random
-transform has ``set_seed``; the data loader calls it per worker (see ``loader.py``).
+transform has ``set_seed`` (the ``Seeded`` protocol); the data loader calls it per batch (see ``loader.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import albumentations as A
 import cv2
 import numpy as np
 import torch
+from torch.utils.data import get_worker_info
 
 from facedet.registry import TRANSFORMS, ConfigError, build
 
 # 5-point landmark order (left eye, right eye, nose, left mouth corner, right mouth corner):
 # a horizontal flip swaps left and right.
 FLIP_ORDER = np.array([1, 0, 2, 4, 3])
+
+LETTERBOX_PAD = 128  # grey of the letterbox border (and of mosaic's empty canvas)
+STRIDE_MULTIPLE = 32  # input sizes must be a multiple of the detectors' largest stride
+
+
+def check_img_size(size: int, *, where: str = "img_size") -> int:
+    """``size`` if it is a positive multiple of 32 (the largest stride), else a ConfigError naming
+    ``where``: the one check for every input size (data.img_size, prediction, export)."""
+    if size <= 0 or size % STRIDE_MULTIPLE:
+        raise ConfigError(f"{where} must be a multiple of {STRIDE_MULTIPLE} (the largest stride), got {size}.")
+    return int(size)
+
+
+@runtime_checkable
+class Seeded(Protocol):
+    """A random transform (or pipeline) whose generators ``set_seed`` re-seeds."""
+
+    def set_seed(self, seed: int) -> None: ...
 
 
 def letterbox_shape(h: int, w: int, size: int) -> tuple[float, int, int, int, int]:
@@ -43,7 +62,7 @@ class Letterbox:
     (``facedet.structures.boxes_to_original``) needs the exact ratio and padding used here.
     """
 
-    def __init__(self, *, size: int, pad_value: int = 128) -> None:
+    def __init__(self, *, size: int, pad_value: int = LETTERBOX_PAD) -> None:
         if size <= 0:
             raise ValueError(f"letterbox size must be positive, got {size}")
         self.size, self.pad_value = int(size), int(pad_value)
@@ -186,15 +205,18 @@ class ToTensor:
     """Sample -> ``{"image": float32 3xSxS in [0, 1], "target": {boxes, labels, ignore, landmarks},
     "meta"}`` (the last step of every pipeline).
 
-    ``uint8 = True`` (set only inside DataLoader workers, see ``loader.py``) emits the image as uint8
-    3xSxS instead: a quarter of the bytes to pass between processes; the loader divides by 255 in
-    the main process, so batches are the same either way."""
+    ``worker_uint8``: inside a DataLoader worker process, emit the image as uint8 3xSxS instead: a
+    quarter of the bytes to pass between processes. Only for datasets read through ``FaceLoader``
+    (``build_dataloader``; ``build_transforms`` sets it), which divides by 255 in the main process,
+    so batches are the same either way. Outside workers (num_workers=0, previews) images are float."""
 
-    uint8 = False
+    def __init__(self, *, worker_uint8: bool = False) -> None:
+        self.worker_uint8 = bool(worker_uint8)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         chw = np.ascontiguousarray(sample["image"].transpose(2, 0, 1))
-        img = torch.from_numpy(chw if self.uint8 else to_unit_float(chw))
+        uint8 = self.worker_uint8 and get_worker_info() is not None
+        img = torch.from_numpy(chw if uint8 else to_unit_float(chw))
         target = {
             "boxes": torch.from_numpy(np.asarray(sample["boxes"], np.float32).reshape(-1, 4)),
             "labels": torch.from_numpy(np.asarray(sample["labels"], np.int64).reshape(-1)),
@@ -229,7 +251,7 @@ class Compose:
 
     def set_seed(self, seed: int) -> None:
         for i, t in enumerate(self.transforms):
-            if hasattr(t, "set_seed"):
+            if isinstance(t, Seeded):
                 t.set_seed((int(seed) * 1000003 + i) % 2**32)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
@@ -238,14 +260,27 @@ class Compose:
         return sample
 
     def __repr__(self) -> str:
-        return f"Compose({', '.join(type(t).__name__ for t in self.transforms)})"
+        return f"{type(self).__name__}({', '.join(type(t).__name__ for t in self.transforms)})"
+
+
+class LetterboxPipeline(Compose):
+    """What ``build_transforms`` returns: ``letterbox``, then ``after_letterbox`` (augmentations,
+    [MinFaceSize], ToTensor), run as one Compose. Mosaic places images itself instead of the
+    letterbox and then runs ``after_letterbox``, which holds the same step objects, so seeding the
+    whole pipeline (``set_seed``: a seed per step index) seeds mosaic's steps too."""
+
+    def __init__(self, letterbox: Letterbox, after_letterbox: Sequence[Callable[[dict[str, Any]], dict[str, Any]]]):
+        super().__init__([letterbox, *after_letterbox])
+        self.letterbox = letterbox
+        self.after_letterbox = Compose(after_letterbox)
 
 
 def build_transforms(
-    specs: Sequence[Any] | Mapping[str, Any] | None, img_size: int, *, pad_value: int = 128,
+    specs: Sequence[Any] | Mapping[str, Any] | None, img_size: int, *, pad_value: int = LETTERBOX_PAD,
     min_face_size: float = 0.0,
-) -> Compose:
-    """Letterbox(img_size) -> each spec built from ``TRANSFORMS`` -> [MinFaceSize] -> ToTensor.
+) -> LetterboxPipeline:
+    """Letterbox(img_size) -> each spec built from ``TRANSFORMS`` -> [MinFaceSize] -> ToTensor (which
+    sends uint8 images out of loader workers, see ``ToTensor``).
 
     ``specs`` is a list of ``{type: name, ...}`` nodes, or a mapping of them (entries set to null
     are skipped, so a config can switch one off with ``aug.train.hflip=null``).
@@ -254,7 +289,8 @@ def build_transforms(
         items = [(f"aug.{k}", v) for k, v in specs.items() if v is not None]
     else:
         items = [(f"aug[{i}]", v) for i, v in enumerate(specs or [])]
-    steps: list[Any] = [Letterbox(size=img_size, pad_value=pad_value)]
+    letterbox = Letterbox(size=img_size, pad_value=pad_value)
+    steps: list[Any] = []
     for where, spec in items:
         if isinstance(spec, Mapping) and spec.get("type") in ("letterbox", "to_tensor", "min_face_size"):
             raise ConfigError(f"'{where}': {spec['type']} is added automatically (min_face_size: set "
@@ -262,5 +298,5 @@ def build_transforms(
         steps.append(build(spec, TRANSFORMS, where=where))
     if min_face_size > 0:
         steps.append(MinFaceSize(min_size=min_face_size))
-    steps.append(ToTensor())
-    return Compose(steps)
+    steps.append(ToTensor(worker_uint8=True))
+    return LetterboxPipeline(letterbox, steps)

@@ -16,16 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facedet.data.records import LabelError, LoadStats, Record, check_new_image, fmt, make_record, resolve_image
 from facedet.structures import IMAGE_SUFFIXES
-from facedet.data.records import (
-    LabelError,
-    LoadStats,
-    Record,
-    check_new_image,
-    fmt,
-    make_record,
-    resolve_image,
-)
 
 
 def _text(el: ET.Element | None) -> str | None:
