@@ -7,10 +7,10 @@ import importlib
 import pkgutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import facedet
 from facedet.registry import ALL_REGISTRIES
