@@ -26,7 +26,7 @@ from torch import nn
 
 from facedet.checkpoint import CheckpointError, describe_non_binary
 from facedet.models.layers import ConvBNAct
-from facedet.models.weights import LoadReport
+from facedet.models.load_report import LoadReport
 from facedet.registry import ConfigError
 
 # (file name or module path, conv, number of input-channel blocks stored in reverse order)
