@@ -91,7 +91,8 @@ def test_matches_slow_reference_on_random_targets() -> None:
     b = torch.randint(0, 4, (n, 1), generator=g).float()
     tgt = torch.cat((b, cxy - wh / 2, cxy + wh / 2, torch.zeros(n, 1)), 1)
     for anchor_iou in (0.213, 0.5):
-        assert matches(YOLOv4Assigner(anchor_iou=anchor_iou)(tgt, ANCHORS, STRIDES, GRIDS)) == reference(tgt, anchor_iou)
+        got = matches(YOLOv4Assigner(anchor_iou=anchor_iou)(tgt, ANCHORS, STRIDES, GRIDS))
+        assert got == reference(tgt, anchor_iou)
 
 
 def test_ignored_rows_are_matched_too() -> None:

@@ -1,4 +1,5 @@
-"""CIoU values by hand, and the YOLO loss: empty batches, ignored faces, ignore_iou, near_cells and balance checks at build time, training signal."""
+"""CIoU values by hand, and the YOLO loss: empty batches, ignored faces, ignore_iou, near_cells and
+balance checks at build time, training signal."""
 
 from __future__ import annotations
 
