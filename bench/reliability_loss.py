@@ -157,7 +157,7 @@ def yolo_loss_case(targets: list[list[float]], fill: str, *, wh_mode: str, near_
     g = torch.Generator().manual_seed(seed)
     head = YOLOHead(in_channels=[4, 4, 4], anchors=ANCHORS, strides=[8, 16, 32], wh_mode=wh_mode,
                     scale_x_y=2.0 if near_cells else 1.05)
-    loss_fn = YOLOLoss(assigner=YOLOv4Assigner(near_cells=near_cells))
+    loss_fn = YOLOLoss(assigner=YOLOv4Assigner(near_cells=near_cells), decoder=head.decoding())
     raws = []
     for s in head.strides:
         shape = (2, 3, size // s, size // s, 5)
@@ -166,7 +166,7 @@ def yolo_loss_case(targets: list[list[float]], fill: str, *, wh_mode: str, near_
     boxes = torch.tensor(targets, dtype=torch.float64) + (size - 260 if size > 128 else 0)
     tg = [{"boxes": boxes.float(), "ignore": torch.zeros(len(boxes), dtype=torch.bool)},
           {"boxes": torch.zeros((0, 4)), "ignore": torch.zeros(0, dtype=torch.bool)}]
-    out = loss_fn(raws, tg, head)
+    out = loss_fn(raws, tg)
     out["loss"].backward()
     grad = max(float(r.grad.abs().max()) for r in raws)
     finite = bool(torch.isfinite(out["loss"])) and all(bool(torch.isfinite(r.grad).all()) for r in raws)

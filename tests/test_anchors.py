@@ -21,8 +21,9 @@ from facedet.anchors import (
     kmeans_iou,
     letterboxed_wh,
     per_level,
-    wh_iou,
+    shape_iou,
 )
+from facedet.assign import wh_iou
 from facedet.data.records import Record
 
 from .conftest import CONFIG_DIR
@@ -35,11 +36,13 @@ def _clusters(n: int = 300, seed: int = 0) -> np.ndarray:
     return np.concatenate([c * rng.lognormal(0, 0.08, (n, 2)) for c in CENTRES])
 
 
-def test_wh_iou_is_the_iou_of_centred_boxes():
+def test_shape_iou_is_the_iou_of_centred_boxes_and_the_assigners():
     rng = np.random.default_rng(0)
     a, b = rng.uniform(1, 50, (7, 2)), rng.uniform(1, 50, (4, 2))
     centred = lambda wh: torch.tensor(np.concatenate([-wh / 2, wh / 2], 1))  # noqa: E731
-    np.testing.assert_allclose(wh_iou(a, b), box_iou(centred(a), centred(b)).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(shape_iou(a, b), box_iou(centred(a), centred(b)).numpy(), rtol=1e-6)
+    # one implementation: the fit measures exactly what the assigner thresholds
+    assert np.array_equal(shape_iou(a, b), wh_iou(torch.from_numpy(a), torch.from_numpy(b)).numpy())
 
 
 def test_kmeans_finds_the_clusters():
@@ -79,11 +82,11 @@ def test_letterboxed_sizes_and_the_training_start_check(caplog):
     scaled = wh[1:] * 0.5  # letterboxing 400 px -> 200 px
     assert small == int((scaled.min(1) < 5).sum()) and len(got) == len(scaled) - small
     with caplog.at_level("INFO"):
-        rep = check_anchors(_records(wh), [[4, 5, 15, 18, 55, 45]], img_size=200, iou_t=0.213)
+        rep = check_anchors(_records(wh), [[4, 5, 15, 18, 55, 45]], img_size=200, anchor_iou=0.213)
     assert rep.bpr > 0.98 and not [r for r in caplog.records if r.levelname == "WARNING"]
     caplog.clear()
     with caplog.at_level("INFO"):  # anchors fitted to other data: say so, why it matters and what to do
-        rep = check_anchors(_records(wh), [[400, 300, 500, 400, 600, 500]], img_size=200, iou_t=0.213,
+        rep = check_anchors(_records(wh), [[400, 300, 500, 400, 600, 500]], img_size=200, anchor_iou=0.213,
                             data_name="mydata")
     (w,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert rep.bpr < 0.98 and "best possible recall" in w and "tools/kmeans_anchors.py data=mydata" in w
@@ -91,7 +94,7 @@ def test_letterboxed_sizes_and_the_training_start_check(caplog):
 
 
 def test_fit_writes_a_config_that_composes(tmp_path):
-    anchors, km_rep, rep = fit_anchors(_clusters(), k=9, iou_t=0.213, generations=200)
+    anchors, km_rep, rep = fit_anchors(_clusters(), k=9, anchor_iou=0.213, generations=200)
     assert anchors.shape == (9, 2) and (anchors == np.round(anchors)).all()
     assert rep.avg_iou >= km_rep.avg_iou - 1e-9 and rep.bpr > 0.99
     levels = per_level(anchors, 3)

@@ -34,7 +34,7 @@ def matches(out) -> set[tuple[int, ...]]:
     }
 
 
-def reference(targets: torch.Tensor, iou_t: float) -> set[tuple[int, ...]]:
+def reference(targets: torch.Tensor, anchor_iou: float) -> set[tuple[int, ...]]:
     """Slow per-target, per-anchor YOLOv4 rule written out directly."""
     out = set()
     for t, (b, x1, y1, x2, y2, _) in enumerate(targets.tolist()):
@@ -47,7 +47,7 @@ def reference(targets: torch.Tensor, iou_t: float) -> set[tuple[int, ...]]:
                 ious.append((inter / (w * h + aw * ah - inter), lvl, a))
         best = max(ious)[1:]
         for iou, lvl, a in ious:
-            if iou > iou_t or (lvl, a) == best:
+            if iou > anchor_iou or (lvl, a) == best:
                 s = STRIDES[lvl]
                 gx = min(max(math.floor((x1 + x2) / 2 / s), 0), GRIDS[lvl][1] - 1)
                 gy = min(max(math.floor((y1 + y2) / 2 / s), 0), GRIDS[lvl][0] - 1)
@@ -63,7 +63,7 @@ def test_wh_iou_values() -> None:
 
 def test_best_anchor_assigned_even_below_threshold() -> None:
     tgt = torch.tensor([face(100.0, 60.0, 22.0, 22.0)])
-    assigner = YOLOv4Assigner(iou_t=0.99)
+    assigner = YOLOv4Assigner(anchor_iou=0.99)
     assert (wh_iou(tgt[:, 3:5] - tgt[:, 1:3], ANCHORS.view(-1, 2)) < 0.99).all()
     out = assigner(tgt, ANCHORS, STRIDES, GRIDS)
     assert matches(out) == {(0, 0, 1, 7, 12, 0)}  # level 0, anchor 20x20, cell (y 7, x 12)
@@ -72,14 +72,14 @@ def test_best_anchor_assigned_even_below_threshold() -> None:
 def test_multiple_anchors_across_levels() -> None:
     # A 25x25 face: IoU 0.64 with 20x20, 0.69 with 30x30, 0.39 with 40x40, below 0.3 elsewhere.
     tgt = torch.tensor([face(100.5, 60.3, 25.0, 25.0, b=1)])
-    out = YOLOv4Assigner(iou_t=0.3)(tgt, ANCHORS, STRIDES, GRIDS)
+    out = YOLOv4Assigner(anchor_iou=0.3)(tgt, ANCHORS, STRIDES, GRIDS)
     assert matches(out) == {(0, 1, 1, 7, 12, 0), (0, 1, 2, 7, 12, 0), (1, 1, 0, 3, 6, 0)}
     assert [m.num for m in out] == [2, 1, 0]
 
 
 def test_cell_indices_clamped_into_grid() -> None:
     tgt = torch.tensor([face(256.0, 0.0, 30.0, 30.0), face(-3.0, 300.0, 30.0, 30.0)])
-    out = YOLOv4Assigner(iou_t=0.99)(tgt, ANCHORS, STRIDES, GRIDS)
+    out = YOLOv4Assigner(anchor_iou=0.99)(tgt, ANCHORS, STRIDES, GRIDS)
     assert matches(out) == {(0, 0, 2, 0, 31, 0), (0, 0, 2, 31, 0, 1)}
 
 
@@ -90,14 +90,15 @@ def test_matches_slow_reference_on_random_targets() -> None:
     wh = torch.exp(torch.rand(n, 2, generator=g) * math.log(200.0)) + 1.0
     b = torch.randint(0, 4, (n, 1), generator=g).float()
     tgt = torch.cat((b, cxy - wh / 2, cxy + wh / 2, torch.zeros(n, 1)), 1)
-    for iou_t in (0.213, 0.5):
-        assert matches(YOLOv4Assigner(iou_t=iou_t)(tgt, ANCHORS, STRIDES, GRIDS)) == reference(tgt, iou_t)
+    for anchor_iou in (0.213, 0.5):
+        got = matches(YOLOv4Assigner(anchor_iou=anchor_iou)(tgt, ANCHORS, STRIDES, GRIDS))
+        assert got == reference(tgt, anchor_iou)
 
 
 def test_ignored_rows_are_matched_too() -> None:
     # The loss masks these cells out of the objectness loss, so the assigner must report them.
     tgt = torch.tensor([face(100.0, 60.0, 22.0, 22.0, ignore=True)])
-    assert len(matches(YOLOv4Assigner(iou_t=0.99)(tgt, ANCHORS, STRIDES, GRIDS))) == 1
+    assert len(matches(YOLOv4Assigner(anchor_iou=0.99)(tgt, ANCHORS, STRIDES, GRIDS))) == 1
 
 
 def test_empty_targets() -> None:
@@ -109,8 +110,8 @@ def test_empty_targets() -> None:
 def test_near_cells_adds_two_neighbours_away_from_border() -> None:
     # Centre at cell-space (12.75, 7.25) on level 0: right neighbour in x, upper neighbour in y.
     tgt = torch.tensor([face(102.0, 58.0, 25.0, 25.0), face(150.0, 195.0, 70.0, 50.0, b=1)])
-    plain = matches(YOLOv4Assigner(iou_t=0.3)(tgt, ANCHORS, STRIDES, GRIDS))
-    near = matches(YOLOv4Assigner(iou_t=0.3, near_cells=True)(tgt, ANCHORS, STRIDES, GRIDS))
+    plain = matches(YOLOv4Assigner(anchor_iou=0.3)(tgt, ANCHORS, STRIDES, GRIDS))
+    near = matches(YOLOv4Assigner(anchor_iou=0.3, near_cells=True)(tgt, ANCHORS, STRIDES, GRIDS))
     assert plain <= near
     assert len(near) == 3 * len(plain)
     assert (0, 0, 1, 7, 13, 0) in near and (0, 0, 1, 6, 12, 0) in near
@@ -124,12 +125,12 @@ def test_near_cells_adds_two_neighbours_away_from_border() -> None:
 
 def test_near_cells_skips_neighbours_outside_grid() -> None:
     tgt = torch.tensor([face(2.0, 98.0, 22.0, 22.0)])  # cell space (0.25, 12.25): left of column 0
-    out = matches(YOLOv4Assigner(iou_t=0.99, near_cells=True)(tgt, ANCHORS, STRIDES, GRIDS))
+    out = matches(YOLOv4Assigner(anchor_iou=0.99, near_cells=True)(tgt, ANCHORS, STRIDES, GRIDS))
     assert out == {(0, 0, 1, 12, 0, 0), (0, 0, 1, 11, 0, 0)}  # only the y-neighbour
 
 
 def test_built_from_config_and_validates() -> None:
-    a = build({"type": "yolov4", "iou_t": 0.3, "near_cells": True}, ASSIGNERS)
-    assert isinstance(a, YOLOv4Assigner) and a.iou_t == 0.3 and a.near_cells
+    a = build({"type": "yolov4", "anchor_iou": 0.3, "near_cells": True}, ASSIGNERS)
+    assert isinstance(a, YOLOv4Assigner) and a.anchor_iou == 0.3 and a.near_cells
     with pytest.raises(ValueError):
-        YOLOv4Assigner(iou_t=1.5)
+        YOLOv4Assigner(anchor_iou=1.5)

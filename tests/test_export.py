@@ -72,7 +72,7 @@ def test_onnxruntime_decodes_like_pytorch_at_other_batch_and_image_sizes(exporte
     for b, h, w in [(3, 96, 160), (1, 32, 32)]:
         x = torch.rand(b, 3, h, w, generator=g)
         with torch.no_grad():
-            ref_boxes, ref_scores = model.head.decode(model(x))
+            ref_boxes, ref_scores = model.candidates(x)
         boxes, scores = session.run(None, {"images": x.numpy()})
         assert boxes.shape == tuple(ref_boxes.shape) and scores.shape == tuple(ref_scores.shape)
         d_box, d_score = np.abs(boxes - ref_boxes.numpy()).max(), np.abs(scores - ref_scores.numpy()).max()
@@ -85,10 +85,10 @@ def test_in_graph_nms_equals_the_nms_postprocessor(ckpt):
     model, _, _ = load_detector(ckpt)
     x = torch.rand(3, 3, 64, 96, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        boxes, scores = model.head.decode(model(x))
+        boxes, scores = model.candidates(x)
     thresh = float(scores.median())  # enough candidates, and some below the threshold
-    dets = ExportWrapper(model, with_nms=True, score_thresh=thresh, iou_thresh=0.5)(x)
-    ref = NMS(score_thresh=thresh, iou_thresh=0.5, max_det=10**6, pre_nms_topk=10**6)(boxes, scores)
+    dets = ExportWrapper(model, nms_in_graph=True, score_thresh=thresh, nms_iou=0.5)(x)
+    ref = NMS(score_thresh=thresh, nms_iou=0.5, max_det=10**6, pre_nms_topk=10**6)(boxes, scores)
     assert len(dets) > 10
     for i, r in enumerate(ref):
         mine = dets[dets[:, 0] == i]
@@ -113,16 +113,16 @@ def test_exported_nms_runs_in_onnxruntime_like_pytorch(ckpt, tmp_path):
     model = spread_scores(load_detector(ckpt)[0])
     x = verification_images([(2, 96, 64)], seed=3)[0]
     with torch.no_grad():
-        thresh = float(model.head.decode(model(x))[1].quantile(0.9))
-    path = export_onnx(model, tmp_path / "nms.onnx", img_size=64, with_nms=True, score_thresh=thresh)
-    report = compare_with_onnxruntime(model, path, [(1, 64, 64), (3, 96, 128)], with_nms=True, score_thresh=thresh)
+        thresh = float(model.candidates(x)[1].quantile(0.9))
+    path = export_onnx(model, tmp_path / "nms.onnx", img_size=64, nms_in_graph=True, score_thresh=thresh)
+    report = compare_with_onnxruntime(model, path, [(1, 64, 64), (3, 96, 128)], nms_in_graph=True, score_thresh=thresh)
     print(report)
     assert report["same_shapes"] and report["boxes_compared"] > 0
     assert report["max_abs_box"] <= TOL and report["max_abs_score"] <= TOL
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (dets,) = session.run(None, {"images": x.numpy()})
     with torch.no_grad():
-        ref = ExportWrapper(model, with_nms=True, score_thresh=thresh, iou_thresh=0.5)(x)
+        ref = ExportWrapper(model, nms_in_graph=True, score_thresh=thresh, nms_iou=0.5)(x)
     assert dets.shape == tuple(ref.shape) and len(dets) > 0
     assert np.abs(_canonical(dets) - _canonical(ref.numpy())).max() <= TOL
     assert set(dets[:, 0].tolist()) == {0.0, 1.0}  # both images of the batch

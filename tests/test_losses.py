@@ -1,4 +1,5 @@
-"""CIoU values by hand, and the YOLO loss: empty batches, ignored faces, ignore_thresh, training signal."""
+"""CIoU values by hand, and the YOLO loss: empty batches, ignored faces, ignore_iou, near_cells and
+balance checks at build time, training signal."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ SIZE = 64  # input pixels: grids 8x8, 4x4, 2x2
 
 
 def make_head(scale_x_y: float = 1.0, wh_mode: str = "exp") -> SimpleNamespace:
-    """Stand-in for the YOLO head: the attributes and ``decode_level`` the loss relies on."""
+    """Stand-in for the head's decoding (``YOLOHead.decoding()``): what the loss is built with."""
     head = SimpleNamespace(
         anchors=torch.tensor(
             [
@@ -81,15 +82,16 @@ def test_ciou_degenerate_box_is_finite() -> None:
 
 def test_built_from_config() -> None:
     loss = build(
-        {"type": "yolo_loss", "assigner": {"type": "yolov4", "iou_t": 0.3}, "box_weight": 0.1}, LOSSES
+        {"type": "yolo_loss", "assigner": {"type": "yolov4", "anchor_iou": 0.3}, "box_weight": 0.1}, LOSSES,
+        decoder=make_head(),
     )
     assert isinstance(loss, YOLOLoss) and isinstance(loss.assigner, YOLOv4Assigner)
-    assert loss.assigner.iou_t == 0.3 and loss.box_weight == 0.1
+    assert loss.assigner.anchor_iou == 0.3 and loss.box_weight == 0.1
 
 
 def test_empty_batch_is_finite_with_gradients() -> None:
     head, raws = make_head(), make_raws(batch=2)
-    out = YOLOLoss(assigner=YOLOv4Assigner())(raws, [target([]), target([])], head)
+    out = YOLOLoss(assigner=YOLOv4Assigner(), decoder=head)(raws, [target([]), target([])])
     assert set(out) == {"loss", "loss_box", "loss_obj", "num_pos"}
     assert out["num_pos"].item() == 0 and out["loss_box"].item() == 0
     assert torch.isfinite(out["loss"]) and out["loss"].item() > 0
@@ -102,10 +104,10 @@ def test_empty_batch_is_finite_with_gradients() -> None:
 def test_ignored_face_is_neither_positive_nor_negative() -> None:
     head = make_head()
     box = [20.0, 18.0, 30.0, 31.0]
-    loss_fn = YOLOLoss(assigner=YOLOv4Assigner(), ignore_thresh=1.0)  # isolate the assignment mask
+    loss_fn = YOLOLoss(assigner=YOLOv4Assigner(), decoder=head, ignore_iou=1.0)  # isolate the assignment mask
     raws_e, raws_i = make_raws(), make_raws()
-    out_e = loss_fn(raws_e, [target([])], head)
-    out_i = loss_fn(raws_i, [target([box], [True])], head)
+    out_e = loss_fn(raws_e, [target([])])
+    out_i = loss_fn(raws_i, [target([box], [True])])
     assert out_i["num_pos"].item() == 0 and out_i["loss_box"].item() == 0
     (out_e["loss"] + out_i["loss"]).backward()
 
@@ -126,7 +128,7 @@ TWO_FACES = [target([]), target([[20.0, 18.0, 30.0, 31.0], [40.0, 8.0, 60.0, 34.
 
 def test_face_gives_positives_and_box_loss() -> None:
     head, raws = make_head(), make_raws(batch=2)
-    out = YOLOLoss(assigner=YOLOv4Assigner(), obj_iou_target=False)(raws, TWO_FACES, head)
+    out = YOLOLoss(assigner=YOLOv4Assigner(), decoder=head, obj_iou_target=False)(raws, TWO_FACES)
     assert out["num_pos"].item() >= 2 and out["loss_box"].item() > 0
     out["loss"].backward()
     assert all(torch.isfinite(r.grad).all() for r in raws)
@@ -142,7 +144,7 @@ def test_objectness_target_is_ciou_at_positives() -> None:
     grads = {}
     for flag in (True, False):
         raws = make_raws(batch=2)
-        YOLOLoss(assigner=YOLOv4Assigner(), obj_iou_target=flag)(raws, TWO_FACES, head)["loss"].backward()
+        YOLOLoss(assigner=YOLOv4Assigner(), decoder=head, obj_iou_target=flag)(raws, TWO_FACES)["loss"].backward()
         grads[flag] = obj_grads(raws)
     n_pos = 0
     for g_ciou, g_one in zip(grads[True], grads[False], strict=True):
@@ -153,7 +155,7 @@ def test_objectness_target_is_ciou_at_positives() -> None:
     assert n_pos > 0
 
 
-def test_ignore_thresh_masks_good_prediction_only_in_its_image() -> None:
+def test_ignore_iou_masks_good_prediction_only_in_its_image() -> None:
     head = make_head()
     box = [16.0, 16.0, 48.0, 48.0]  # centre (32, 32): assigned at column/row 4 on level 0, never 3
     raws = make_raws(batch=2)
@@ -163,14 +165,14 @@ def test_ignore_thresh_masks_good_prediction_only_in_its_image() -> None:
             r[:, 0, 3, 3, 2] = math.log(32 / 4)
             r[:, 0, 3, 3, 3] = math.log(32 / 5)
     tg = [target([box]), target([])]
-    YOLOLoss(assigner=YOLOv4Assigner(), ignore_thresh=0.7)(raws, tg, head)["loss"].backward()
+    YOLOLoss(assigner=YOLOv4Assigner(), decoder=head, ignore_iou=0.7)(raws, tg)["loss"].backward()
     assert raws[0].grad[0, 0, 3, 3, 4] == 0  # overlaps the face of its own image: not punished
     assert raws[0].grad[1, 0, 3, 3, 4] > 0  # same prediction in the empty image: a negative
 
 
 def test_degenerate_predictions_stay_finite() -> None:
     head, raws = make_head(wh_mode="sigmoid"), make_raws(fill=-200.0)  # sizes underflow to 0
-    out = YOLOLoss(assigner=YOLOv4Assigner())(raws, [target([[20.0, 18.0, 30.0, 31.0]])], head)
+    out = YOLOLoss(assigner=YOLOv4Assigner(), decoder=head)(raws, [target([[20.0, 18.0, 30.0, 31.0]])])
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and all(torch.isfinite(r.grad).all() for r in raws)
 
@@ -180,28 +182,28 @@ def test_loss_decreases_when_moving_towards_targets() -> None:
     head = make_head(scale_x_y=2.0)
     raws = [(0.1 * torch.randn(2, 3, SIZE // s, SIZE // s, 5)).requires_grad_() for s in (8, 16, 32)]
     tg = [target([[20.0, 18.0, 30.0, 31.0]]), target([[40.0, 8.0, 60.0, 34.0], [2.0, 40.0, 14.0, 54.0]])]
-    loss_fn = YOLOLoss(assigner=YOLOv4Assigner(near_cells=True))
+    loss_fn = YOLOLoss(assigner=YOLOv4Assigner(near_cells=True), decoder=head)
     opt = torch.optim.Adam(raws, lr=0.1)  # per-element steps: plain SGD crawls on a mean over many cells
-    first = loss_fn(raws, tg, head)
+    first = loss_fn(raws, tg)
     for _ in range(20):
         opt.zero_grad()
-        out = loss_fn(raws, tg, head)
+        out = loss_fn(raws, tg)
         out["loss"].backward()
         opt.step()
-    last = loss_fn(raws, tg, head)
+    last = loss_fn(raws, tg)
     assert last["loss"].item() < 0.5 * first["loss"].item()
     assert last["loss_box"].item() < 0.5 * first["loss_box"].item()
 
 
-def test_near_cells_with_small_scale_warns() -> None:
-    loss_fn = YOLOLoss(assigner=YOLOv4Assigner(near_cells=True))
-    with pytest.warns(UserWarning, match="scale_x_y"):
-        loss_fn(make_raws(), [target([])], make_head(scale_x_y=1.05))
+def test_near_cells_with_small_scale_is_refused_when_built() -> None:
+    with pytest.raises(ValueError, match="near_cells.*scale_x_y"):
+        YOLOLoss(assigner=YOLOv4Assigner(near_cells=True), decoder=make_head(scale_x_y=1.05))
+    YOLOLoss(assigner=YOLOv4Assigner(near_cells=True), decoder=make_head(scale_x_y=2.0))  # the fitting pair
 
 
-def test_balance_must_match_levels() -> None:
-    with pytest.raises(ValueError, match="balance"):
-        YOLOLoss(assigner=YOLOv4Assigner(), balance=[1.0, 1.0])(make_raws(), [target([])], make_head())
+def test_balance_must_match_levels_when_built() -> None:
+    with pytest.raises(ValueError, match="balance has 2 weights but the model has 3 levels"):
+        YOLOLoss(assigner=YOLOv4Assigner(), decoder=make_head(), balance=[1.0, 1.0])
 
 
 def test_max_iou_per_image_matches_per_image_box_iou(monkeypatch: pytest.MonkeyPatch) -> None:

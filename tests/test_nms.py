@@ -71,7 +71,7 @@ def test_postprocessor_output_matches_reference_order() -> None:
     g = torch.Generator().manual_seed(1)
     boxes, scores = random_boxes(g, 50)
     want = greedy_reference(boxes.tolist(), scores.tolist(), 0.5)
-    out = DIoUNMS(score_thresh=-1.0, iou_thresh=0.5)(boxes[None], scores[None])[0]
+    out = DIoUNMS(score_thresh=-1.0, nms_iou=0.5)(boxes[None], scores[None])[0]
     assert torch.equal(out["boxes"], boxes[want]) and torch.equal(out["scores"], scores[want])
     assert out["labels"].dtype == torch.int64 and (out["labels"] == 0).all()
 
@@ -86,9 +86,9 @@ def test_greedy_suppression_chain() -> None:
 def test_diou_keeps_overlapping_boxes_with_distant_centres() -> None:
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [2.0, 2.0, 12.0, 12.0]])  # IoU 64 / 136 = 0.471
     scores = torch.tensor([0.9, 0.8])
-    assert len(NMS(iou_thresh=0.45)(boxes[None], scores[None])[0]["scores"]) == 1
+    assert len(NMS(nms_iou=0.45)(boxes[None], scores[None])[0]["scores"]) == 1
     # DIoU = 0.471 - rho^2 / c^2 = 0.471 - 8 / 288 = 0.443 < 0.45: both survive.
-    assert len(DIoUNMS(iou_thresh=0.45)(boxes[None], scores[None])[0]["scores"]) == 2
+    assert len(DIoUNMS(nms_iou=0.45)(boxes[None], scores[None])[0]["scores"]) == 2
 
 
 def test_plain_nms_matches_torchvision() -> None:
@@ -96,7 +96,7 @@ def test_plain_nms_matches_torchvision() -> None:
     for _ in range(20):
         boxes, scores = random_boxes(g, 80)
         boxes, scores = boxes.float(), scores.float()
-        out = NMS(score_thresh=-1.0, iou_thresh=0.5)(boxes[None], scores[None])[0]
+        out = NMS(score_thresh=-1.0, nms_iou=0.5)(boxes[None], scores[None])[0]
         keep = nms(boxes, scores, 0.5)
         assert torch.equal(out["boxes"], boxes[keep]) and torch.equal(out["scores"], scores[keep])
 
@@ -106,7 +106,7 @@ def test_score_thresh_topk_and_max_det(cls: type) -> None:
     g = torch.Generator().manual_seed(3)
     boxes, scores = random_boxes(g, 200, spread=400.0)  # spread out: little suppression
     batch = (torch.stack((boxes, boxes)), torch.stack((scores, scores * 0.5)))
-    outs = cls(score_thresh=0.3, iou_thresh=0.5)(*batch)
+    outs = cls(score_thresh=0.3, nms_iou=0.5)(*batch)
     assert len(outs) == 2
     for out, s in zip(outs, (scores, scores * 0.5), strict=True):
         assert (out["scores"] > 0.3).all() and 0 < len(out["scores"]) <= int((s > 0.3).sum())

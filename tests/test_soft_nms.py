@@ -25,19 +25,19 @@ def test_gaussian_decay_lowers_an_overlapping_box_instead_of_removing_it():
     iou = 80 / 120
     assert out["scores"].tolist() == pytest.approx([0.9, 0.7, 0.8 * math.exp(-iou**2 / 0.5)])
     assert out["boxes"].tolist() == [A, FAR, B]  # re-sorted by the decayed scores
-    assert run(NMS(iou_thresh=0.5), [A, B, FAR], [0.9, 0.8, 0.7])["boxes"].tolist() == [A, FAR]  # NMS removes B
+    assert run(NMS(nms_iou=0.5), [A, B, FAR], [0.9, 0.8, 0.7])["boxes"].tolist() == [A, FAR]  # NMS removes B
 
 
 def test_linear_decay_only_above_the_threshold():
     iou = 80 / 120
-    out = run(SoftNMS(method="linear", iou_thresh=0.5, score_thresh=0.01), [A, B, FAR], [0.9, 0.8, 0.7])
+    out = run(SoftNMS(method="linear", nms_iou=0.5, score_thresh=0.01), [A, B, FAR], [0.9, 0.8, 0.7])
     assert sorted(out["scores"].tolist()) == pytest.approx(sorted([0.9, 0.7, 0.8 * (1 - iou)]))
-    out = run(SoftNMS(method="linear", iou_thresh=0.7, score_thresh=0.01), [A, B], [0.9, 0.8])
+    out = run(SoftNMS(method="linear", nms_iou=0.7, score_thresh=0.01), [A, B], [0.9, 0.8])
     assert out["scores"].tolist() == pytest.approx([0.9, 0.8])
 
 
 def test_boxes_decayed_below_the_score_threshold_are_dropped():
-    out = run(SoftNMS(method="linear", iou_thresh=0.5, score_thresh=0.3), [A, B, FAR], [0.9, 0.8, 0.7])
+    out = run(SoftNMS(method="linear", nms_iou=0.5, score_thresh=0.3), [A, B, FAR], [0.9, 0.8, 0.7])
     assert out["boxes"].tolist() == [A, FAR]  # 0.8 * (1 - 2/3) < 0.3
 
 

@@ -11,9 +11,9 @@ from torchvision.ops import SqueezeExcitation
 from facedet.engine.model_hooks import DropBlockHook, model_hooks
 from facedet.engine.optim import build_optimizer
 from facedet.models import build_detector
-from facedet.models.layers import ACTIVATIONS, count_parameters, make_act
+from facedet.models.layers import count_parameters, make_act
 from facedet.models.specials import SAM, DropBlock, freeze_bn_gamma
-from facedet.registry import BACKBONES, ConfigError, build
+from facedet.registry import ACTIVATIONS, BACKBONES, ConfigError, build
 
 SMALL = {"width": 0.25, "depth": 0.33}
 
@@ -108,7 +108,7 @@ def test_activations_by_name(name: str) -> None:
     }[name]
     assert torch.allclose(make_act(name)(x.clone()), reference, atol=1e-6)
     backbone = build({"type": "darknet53", **SMALL, "act": name}, BACKBONES)
-    assert type(backbone.stem.act) is type(ACTIVATIONS[name]())
+    assert type(backbone.stem.act) is type(ACTIVATIONS.get(name)())
 
 
 def test_frozen_gamma_stays_fixed_under_training(compose_cfg) -> None:

@@ -14,33 +14,27 @@ from facedet.registry import ConfigError
 FRACTIONS = torch.tensor([0.1, 0.2, 0.3, 0.5])
 
 
-class _Head:
-    strides = [8, 16, 32]
+class FractionModel(nn.Module):
+    """Predicts one box at fixed fractions of its input (so every scale must map back to the same
+    box), through the Detector's public API only (candidates, max_stride, postprocess, predict)."""
 
-    def decode(self, raws):
-        x = raws[0]
+    max_stride = 32
+
+    def __init__(self):
+        super().__init__()
+        self.postprocess = NMS(score_thresh=0.0, nms_iou=0.5)
+        self.seen: list[tuple[int, int]] = []
+
+    def candidates(self, x):
+        self.seen.append(tuple(x.shape[-2:]))
         b, _, h, w = x.shape
         box = FRACTIONS * torch.tensor([w, h, w, h], dtype=torch.float32)
         # score: mean brightness of the left half, so a mirrored image scores differently
         score = x[..., : w // 2].mean(dim=(1, 2, 3)).view(b, 1)
         return box.expand(b, 1, 4).clone(), score
 
-
-class FractionModel(nn.Module):
-    """Predicts one box at fixed fractions of its input (so every scale must map back to the same box)."""
-
-    def __init__(self):
-        super().__init__()
-        self.head = _Head()
-        self.postprocess = NMS(score_thresh=0.0, iou_thresh=0.5)
-        self.seen: list[tuple[int, int]] = []
-
-    def forward(self, x):
-        self.seen.append(tuple(x.shape[-2:]))
-        return [x]
-
     def predict(self, images):
-        return self.postprocess(*self.head.decode(self(images)))
+        return self.postprocess(*self.candidates(images))
 
 
 def test_flip_pass_is_mirrored_back():

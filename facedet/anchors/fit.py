@@ -12,23 +12,29 @@ from facedet.anchors.report import AnchorReport, anchor_report
 
 
 def fit_anchors(
-    wh: np.ndarray, *, k: int, iou_t: float, generations: int = 1000, seed: int = 0, max_faces: int = 100_000
+    wh: np.ndarray, *, k: int, anchor_iou: float | None = None, generations: int = 1000, seed: int = 0,
+    max_faces: int = 100_000, iou_t: float | None = None,
 ) -> tuple[np.ndarray, AnchorReport, AnchorReport]:
-    """k-means (1 - IoU) then genetic refinement on ``wh`` ``(N, 2)`` (input pixels); anchors are
-    rounded to whole pixels (>= 1). Returns (anchors ``(k, 2)`` sorted by area, report of the
-    k-means anchors, report of the final anchors), both reports over all faces."""
+    """k-means (1 - IoU) then genetic refinement on ``wh`` ``(N, 2)`` (input pixels), scored at the
+    assigner's ``anchor_iou``; anchors are rounded to whole pixels (>= 1). Returns (anchors
+    ``(k, 2)`` sorted by area, report of the k-means anchors, report of the final anchors), both
+    reports over all faces. ``iou_t``: the old name of ``anchor_iou``, until tools/kmeans_anchors.py
+    passes ``anchor_iou`` (issue 13 merge; then delete)."""
+    if (anchor_iou is None) == (iou_t is None):
+        raise TypeError("fit_anchors needs anchor_iou (only)")
+    anchor_iou = float(anchor_iou if anchor_iou is not None else iou_t)
     wh = np.asarray(wh, np.float64).reshape(-1, 2)
     sample = wh
     if len(wh) > max_faces:  # k-means and the search on a random subset; the reports use all faces
         sample = wh[np.random.default_rng(seed).choice(len(wh), max_faces, replace=False)]
     km = np.maximum(np.round(kmeans_iou(sample, k, seed=seed)), 1.0)
-    refined, _ = genetic_refine(sample, km, fitness=lambda a: anchor_fitness(sample, a, iou_t),
+    refined, _ = genetic_refine(sample, km, fitness=lambda a: anchor_fitness(sample, a, anchor_iou),
                                 generations=generations, seed=seed)
     final = np.maximum(np.round(refined), 1.0)
     final = final[np.argsort(final.prod(1), kind="stable")]
-    if anchor_fitness(wh, final, iou_t) < anchor_fitness(wh, km, iou_t):  # rounding can undo a tiny gain
+    if anchor_fitness(wh, final, anchor_iou) < anchor_fitness(wh, km, anchor_iou):  # rounding can undo a tiny gain
         final = km
-    return final, anchor_report(wh, km, iou_t), anchor_report(wh, final, iou_t)
+    return final, anchor_report(wh, km, anchor_iou), anchor_report(wh, final, anchor_iou)
 
 
 def per_level(anchors: np.ndarray, levels: int) -> list[list[int]]:
@@ -47,7 +53,7 @@ def anchors_yaml(levels: list[list[int]], report: AnchorReport, *, data: str, im
         "# @package model",
         f"# Anchors fitted to the {data} training faces at {img_size} px by tools/kmeans_anchors.py"
         f" ({datetime.date.today().isoformat()}):",
-        f"# avg IoU {report.avg_iou:.3f}, best possible recall {report.bpr:.4f} at iou_t {report.iou_t:g},"
+        f"# avg IoU {report.avg_iou:.3f}, best possible recall {report.bpr:.4f} at anchor_iou {report.anchor_iou:g},"
         f" {report.n} faces.",
         f"# Use: python tools/train.py data={data} anchors={name}",
         "anchors:                    # per level (strides 8, 16, 32): w,h pairs in input pixels",

@@ -2,7 +2,8 @@
 
 Why our own k-means: scipy's and scikit-learn's k-means minimise Euclidean distance, under which
 large faces dominate and small ones get poor anchors; YOLOv2 introduced 1 - IoU of boxes aligned at
-a common centre as the distance, and that is what the assigner uses to match faces to anchors.
+a common centre as the distance, and that is what the assigner uses to match faces to anchors
+(``shape_iou`` is the assigner's own ``facedet.assign.wh_iou``, on numpy arrays).
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import torch
+
+from facedet.assign import wh_iou
 
 
-def wh_iou(wh: np.ndarray, anchors: np.ndarray) -> np.ndarray:
-    """Shape IoU of ``(N, 2)`` boxes and ``(K, 2)`` anchors aligned at a common centre -> ``(N, K)``."""
-    wh, anchors = np.asarray(wh, np.float64), np.asarray(anchors, np.float64)
-    inter = np.minimum(wh[:, None, 0], anchors[None, :, 0]) * np.minimum(wh[:, None, 1], anchors[None, :, 1])
-    union = (wh[:, 0] * wh[:, 1])[:, None] + (anchors[:, 0] * anchors[:, 1])[None, :] - inter
-    return inter / np.maximum(union, 1e-12)
+def shape_iou(wh: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """Shape IoU of ``(N, 2)`` boxes and ``(K, 2)`` anchors aligned at a common centre -> ``(N, K)``
+    float64: the assigner's ``wh_iou``, so fitting and assignment measure one IoU."""
+    wh_t = torch.from_numpy(np.asarray(wh, np.float64).reshape(-1, 2))
+    return wh_iou(wh_t, torch.from_numpy(np.asarray(anchors, np.float64).reshape(-1, 2))).numpy()
 
 
 def sort_by_area(anchors: np.ndarray) -> np.ndarray:
@@ -36,12 +39,12 @@ def kmeans_iou(wh: np.ndarray, k: int, *, iters: int = 300, restarts: int = 5, s
     for _ in range(max(1, restarts)):
         centres = wh[rng.integers(len(wh))][None]
         while len(centres) < k:  # k-means++: far boxes (in 1 - IoU) are likelier next centres
-            d = 1.0 - wh_iou(wh, centres).max(1)
+            d = 1.0 - shape_iou(wh, centres).max(1)
             p = d**2 / max((d**2).sum(), 1e-12) if d.sum() > 0 else None
             centres = np.vstack([centres, wh[rng.choice(len(wh), p=p)]])
         assign = None
         for _ in range(iters):
-            iou = wh_iou(wh, centres)
+            iou = shape_iou(wh, centres)
             new = iou.argmax(1)
             if assign is not None and np.array_equal(new, assign):
                 break
@@ -52,18 +55,18 @@ def kmeans_iou(wh: np.ndarray, k: int, *, iters: int = 300, restarts: int = 5, s
                     centres[j] = np.median(members, 0)
                 else:  # an empty cluster restarts at the worst-served box
                     centres[j] = wh[iou.max(1).argmin()]
-        score = float(wh_iou(wh, centres).max(1).mean())
+        score = float(shape_iou(wh, centres).max(1).mean())
         if score > best_score:
             best, best_score = centres.copy(), score
     return sort_by_area(best)
 
 
-def anchor_fitness(wh: np.ndarray, anchors: np.ndarray, iou_t: float) -> float:
-    """Mean best-anchor IoU, counting only faces whose best IoU clears ``iou_t`` (the assigner's
+def anchor_fitness(wh: np.ndarray, anchors: np.ndarray, anchor_iou: float) -> float:
+    """Mean best-anchor IoU, counting only faces whose best IoU clears ``anchor_iou`` (the assigner's
     threshold): rewards average fit and best possible recall together (as YOLOv5's fitness does
     with its ratio metric)."""
-    best = wh_iou(wh, anchors).max(1)
-    return float((best * (best > iou_t)).mean())
+    best = shape_iou(wh, anchors).max(1)
+    return float((best * (best > anchor_iou)).mean())
 
 
 def genetic_refine(

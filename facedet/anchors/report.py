@@ -3,7 +3,7 @@ threshold, and both per face-size bucket; the check that runs at the start of tr
 
 The faces are the data set's non-ignored boxes after letterboxing to the training size (what the
 assigner sees, before augmentation). The best possible recall is the fraction of faces whose best
-anchor has shape IoU above the assigner's ``iou_t``: the YOLOv4 assigner still gives every other
+anchor has shape IoU above the assigner's ``anchor_iou``: the YOLOv4 assigner still gives every other
 face its best anchor, but one that fits badly, so those faces learn slowly or not at all.
 """
 
@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
-from facedet.anchors.kmeans import wh_iou
+from facedet.anchors.kmeans import shape_iou
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,11 @@ class AnchorReport:
     """Fit of ``anchors`` to ``n`` faces. ``buckets``: (low, high, faces, BPR, avg IoU) per size."""
 
     anchors: np.ndarray
-    iou_t: float
+    anchor_iou: float  # the assigner's shape-IoU threshold for positives
     n: int
     avg_iou: float
     bpr: float
-    anchors_per_face: float  # anchors above iou_t per face (the assigner's positives per face)
+    anchors_per_face: float  # anchors above anchor_iou per face (the assigner's positives per face)
     buckets: list[tuple[float, float, int, float, float]] = field(default_factory=list)
     too_small: int = 0  # faces below min_face_size (ignored in training, not in the figures)
 
@@ -60,13 +61,13 @@ class AnchorReport:
 
     def summary(self) -> str:
         return (f"anchors fit {self.n} faces: avg IoU {self.avg_iou:.3f}, best possible recall {self.bpr:.4f} "
-                f"(IoU > iou_t={self.iou_t:g}), {self.anchors_per_face:.2f} anchors per face")
+                f"(IoU > anchor_iou={self.anchor_iou:g}), {self.anchors_per_face:.2f} anchors per face")
 
 
-def anchor_report(wh: np.ndarray, anchors: np.ndarray, iou_t: float, *, too_small: int = 0) -> AnchorReport:
+def anchor_report(wh: np.ndarray, anchors: np.ndarray, anchor_iou: float, *, too_small: int = 0) -> AnchorReport:
     """The report for faces ``wh`` ``(N, 2)`` and anchors ``(K, 2)`` (all levels together)."""
     anchors = np.asarray(anchors, np.float64).reshape(-1, 2)
-    iou = wh_iou(wh, anchors) if len(wh) else np.zeros((0, len(anchors)))
+    iou = shape_iou(wh, anchors) if len(wh) else np.zeros((0, len(anchors)))
     best = iou.max(1) if len(wh) else np.zeros(0)
     size = np.sqrt(wh.prod(1)) if len(wh) else np.zeros(0)
     edges = [*SIZE_EDGES, np.inf]
@@ -74,24 +75,25 @@ def anchor_report(wh: np.ndarray, anchors: np.ndarray, iou_t: float, *, too_smal
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         m = (size >= lo) & (size < hi)
         if m.any():
-            buckets.append((float(lo), float(hi), int(m.sum()), float((best[m] > iou_t).mean()), float(best[m].mean())))
+            bpr = float((best[m] > anchor_iou).mean())
+            buckets.append((float(lo), float(hi), int(m.sum()), bpr, float(best[m].mean())))
     return AnchorReport(
-        anchors=anchors, iou_t=float(iou_t), n=len(wh),
+        anchors=anchors, anchor_iou=float(anchor_iou), n=len(wh),
         avg_iou=float(best.mean()) if len(wh) else 0.0,
-        bpr=float((best > iou_t).mean()) if len(wh) else 0.0,
-        anchors_per_face=float((iou > iou_t).sum(1).mean()) if len(wh) else 0.0,
+        bpr=float((best > anchor_iou).mean()) if len(wh) else 0.0,
+        anchors_per_face=float((iou > anchor_iou).sum(1).mean()) if len(wh) else 0.0,
         buckets=buckets, too_small=too_small,
     )
 
 
 def check_anchors(
-    records: Sequence[Any], anchors: Any, *, img_size: int, iou_t: float, min_face_size: float = 0.0,
+    records: Sequence[Any], anchors: Any, *, img_size: int, anchor_iou: float, min_face_size: float = 0.0,
     data_name: str = "<data>",
 ) -> AnchorReport:
     """At training start: log how the model's anchors fit the training faces; warn, saying why and
     what to do, when the best possible recall is below 0.98 or many faces are below the minimum size."""
     wh, small = letterboxed_wh(records, img_size, min_face_size=min_face_size)
-    rep = anchor_report(wh, np.asarray(anchors, np.float64), iou_t, too_small=small)
+    rep = anchor_report(wh, np.asarray(anchors, np.float64), anchor_iou, too_small=small)
     total = len(wh) + small
     if total == 0:
         log.warning("the training set has no (non-ignored) faces: nothing to learn; check the load summary")
@@ -107,26 +109,35 @@ def check_anchors(
             "get just their best anchor, which fits badly, so they train slowly or never (a common cause of "
             "low AP with no other sign). Worst: faces of %g-%g px (BPR %.3f). Fit anchors to this data: "
             "python tools/kmeans_anchors.py data=%s data.img_size=%d, then train with anchors=<name>.\n%s",
-            rep.summary(), 100 * rep.bpr, iou_t, 100 * BPR_WARN, worst[0], worst[1], worst[3], data_name,
+            rep.summary(), 100 * rep.bpr, anchor_iou, 100 * BPR_WARN, worst[0], worst[1], worst[3], data_name,
             img_size, rep.table())
     else:
         log.info("%s", rep.summary())
     return rep
 
 
-def check_training_anchors(cfg: Any, train_set: Any, model: Any) -> AnchorReport | None:
-    """``check_anchors`` for a training run: the faces of ``train_set`` (looking through wrappers),
-    the anchors of ``model.head``, the size, assigner threshold and minimum face size of ``cfg``.
-    Skipped (None) when the data set has no records or the head no anchors."""
-    from omegaconf import OmegaConf
-
-    records = getattr(train_set, "records", None)
-    anchors = getattr(getattr(model, "head", None), "anchors", None)
-    if records is None or anchors is None:
-        log.info("anchor check skipped: the data set has no records or the head no anchors")
+def check_training_anchors(
+    records: Sequence[Any] | None, anchors: Any, *, img_size: int, anchor_iou: float, min_face_size: float = 0.0,
+    data_name: str = "<data>",
+) -> AnchorReport | None:
+    """``check_anchors`` at the start of a training run: ``records`` of the training set (None when
+    the data set has none: skipped, returns None), the model's ``anchors`` (``Detector.anchors``, any
+    array-like of w, h pairs), the training size, the assigner's ``anchor_iou``
+    (``Detector.anchor_iou``), ``aug.min_face_size`` and the data set's name (for the advice)."""
+    if records is None:
+        log.info("anchor check skipped: the training set has no records")
         return None
-    return check_anchors(
-        records, np.asarray(anchors.detach().cpu(), np.float64), img_size=int(cfg.data.img_size),
-        iou_t=float(OmegaConf.select(cfg, "model.loss.assigner.iou_t", default=0.213)),
-        min_face_size=float(cfg.aug.get("min_face_size") or 0), data_name=str(cfg.data.get("name", "<data>")),
+    if isinstance(anchors, Tensor):
+        anchors = anchors.detach().cpu()
+    return check_anchors(records, np.asarray(anchors, np.float64), img_size=int(img_size),
+                         anchor_iou=float(anchor_iou), min_face_size=float(min_face_size), data_name=str(data_name))
+
+
+def check_training_anchors_of_run(cfg: Any, train_set: Any, model: Any) -> AnchorReport | None:
+    """TEMPORARY, until engine/run.py calls ``check_training_anchors`` with values (issue 13 merge;
+    then delete): the values of a run's config, training set and Detector."""
+    return check_training_anchors(
+        getattr(train_set, "records", None), model.anchors, img_size=int(cfg.data.img_size),
+        anchor_iou=model.anchor_iou, min_face_size=float(cfg.aug.get("min_face_size") or 0),
+        data_name=str(cfg.data.get("name", "<data>")),
     )

@@ -1,7 +1,7 @@
 """YOLOv4 target assignment: which (image, anchor, cell) predicts which face.
 
 YOLOv3 gives each face only its single best anchor. YOLOv4 ("IoU-threshold multi-anchor") makes
-every anchor of every level whose *shape* IoU with the face exceeds ``iou_t`` positive, at the cell
+every anchor of every level whose *shape* IoU with the face exceeds ``anchor_iou`` positive, at the cell
 that contains the face centre, and keeps the best anchor even when no IoU clears the threshold, so
 no face is left without a predictor. ``near_cells`` adds YOLOv5's two neighbouring cells nearest to
 the centre (one along x, one along y), which triples the positives; it only makes sense when the
@@ -20,6 +20,8 @@ import torch
 from torch import Tensor
 
 from facedet.registry import ASSIGNERS
+
+DEFAULT_ANCHOR_IOU = 0.213  # YOLOv4's (yolov4.cfg iou_thresh): the assigner's default shape-IoU threshold
 
 
 class LevelAssignment(NamedTuple):
@@ -49,27 +51,29 @@ def wh_iou(wh1: Tensor, wh2: Tensor, eps: float = 1e-9) -> Tensor:
 class YOLOv4Assigner:
     """IoU-threshold multi-anchor assignment over all levels (YOLOv4), optionally with near cells (YOLOv5).
 
-    ``iou_t``: anchors with shape IoU above this are positive (the best anchor always is).
-    ``near_cells``: also assign the two neighbouring cells nearest the face centre.
+    ``anchor_iou``: anchors whose shape IoU (``wh_iou``: width and height only, centres aligned) with a
+    face is above this are positive (the best anchor always is); YOLOv4's ``iou_thresh`` (0.213),
+    called ``iou_t`` in facedet configs before issue 13. ``near_cells``: also assign the two
+    neighbouring cells nearest the face centre.
     """
 
-    def __init__(self, *, iou_t: float = 0.213, near_cells: bool = False) -> None:
-        if not 0.0 <= iou_t < 1.0:
-            raise ValueError(f"iou_t must lie in [0, 1), got {iou_t}")
-        self.iou_t = float(iou_t)
+    def __init__(self, *, anchor_iou: float = DEFAULT_ANCHOR_IOU, near_cells: bool = False) -> None:
+        if not 0.0 <= anchor_iou < 1.0:
+            raise ValueError(f"anchor_iou must lie in [0, 1), got {anchor_iou}")
+        self.anchor_iou = float(anchor_iou)
         self.near_cells = bool(near_cells)
 
     def __repr__(self) -> str:
-        return f"YOLOv4Assigner(iou_t={self.iou_t}, near_cells={self.near_cells})"
+        return f"YOLOv4Assigner(anchor_iou={self.anchor_iou}, near_cells={self.near_cells})"
 
     def anchor_matches(self, targets_cat: Tensor, anchors: Tensor) -> Tensor:
         """``(Nt, L, A)`` bool: which anchors each target is assigned to (before cells are chosen)."""
         n_levels, n_anchors, _ = anchors.shape
         wh = (targets_cat[:, 3:5] - targets_cat[:, 1:3]).clamp(min=0)
         iou = wh_iou(wh, anchors.reshape(-1, 2).to(wh))  # (Nt, L*A)
-        match = iou > self.iou_t
+        match = iou > self.anchor_iou
         if iou.shape[0]:
-            # The best anchor always predicts the face, even when every IoU is below iou_t.
+            # The best anchor always predicts the face, even when every IoU is below anchor_iou.
             match[torch.arange(iou.shape[0], device=iou.device), iou.argmax(1)] = True
         return match.view(-1, n_levels, n_anchors)
 

@@ -29,9 +29,10 @@ def export(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     path = check_writable(Path(cfg.out) if cfg.out else Path(out_dir) / "model.onnx")  # before the slow part
     model, train_cfg, which = load_detector(cfg.checkpoint, use_ema=cfg.use_ema, device="cpu")
     img_size = int(cfg.img_size or train_cfg.data.img_size)
-    kw = {"with_nms": bool(cfg.nms), "score_thresh": float(cfg.score_thresh), "iou_thresh": float(cfg.iou_thresh)}
+    kw = {"nms_in_graph": bool(cfg.nms_in_graph), "score_thresh": float(cfg.score_thresh),
+          "nms_iou": float(cfg.nms_iou)}
     meta = {"checkpoint": str(cfg.checkpoint), "weights": which, "model": train_cfg.model.get("name", ""),
-            "strides": list(model.head.strides)}
+            "strides": model.strides}
     export_onnx(model, path, img_size=img_size, metadata=meta, optimize=bool(cfg.optimize), **kw)
     report: dict[str, Any] = {"onnx": str(path), "img_size": img_size, "weights": which, **kw}
     if cfg.verify:
@@ -51,7 +52,7 @@ def export(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     with user_errors():
         r = export(cfg, HydraConfig.get().runtime.output_dir)
-    line = f"facedet: wrote {r['onnx']} ({'NMS inside' if r['with_nms'] else 'no NMS'}, dynamic batch and size)"
+    line = f"facedet: wrote {r['onnx']} ({'NMS inside' if r['nms_in_graph'] else 'no NMS'}, dynamic batch and size)"
     if "parity" in r:
         p = r["parity"]
         line += (f"; onnxruntime vs PyTorch on {p['shapes']}: max |d box| {p['max_abs_box']:.2e} px, "

@@ -3,10 +3,12 @@
 The exported graph takes ``images``: float32 ``(B, 3, H, W)`` RGB in [0, 1], letterboxed with pad
 value 128 as facedet's data pipeline does (H and W multiples of 32, any size). Outputs:
 
-- without NMS: ``boxes`` ``(B, N, 4)`` xyxy in input pixels and ``scores`` ``(B, N)`` objectness
-  probabilities, every candidate (decoded exactly as ``Detector.predict`` decodes them);
-- with NMS: ``detections`` ``(K, 6)``: ``batch_index, x1, y1, x2, y2, score`` for the candidates
-  scoring above ``score_thresh`` that survive plain IoU NMS at ``iou_thresh``, per image, sorted by
+- without NMS (``nms_in_graph=False``): ``boxes`` ``(B, N, 4)`` xyxy in input pixels and ``scores``
+  ``(B, N)`` objectness probabilities, every candidate (``Detector.candidates``, the decoding
+  ``Detector.predict`` uses);
+- with NMS (``nms_in_graph=True``): ``detections`` ``(K, 6)``: ``batch_index, x1, y1, x2, y2, score``
+  for the candidates scoring above ``score_thresh`` that survive plain IoU NMS at ``nms_iou`` (the
+  IoU above which the lower-scoring of two boxes is suppressed), per image, sorted by
   descending score. The in-graph NMS is ``torchvision.ops.nms``, which becomes ONNX's
   ``NonMaxSuppression``; images of a batch are kept apart by offsetting their boxes (as
   ``torchvision.ops.batched_nms`` does). DIoU-NMS and soft-NMS are loops over kept boxes with no ONNX
@@ -43,19 +45,19 @@ OPSET = 18
 
 
 class ExportWrapper(nn.Module):
-    """The detector as exported: decoding (and optionally NMS) inside ``forward``."""
+    """The detector as exported: its candidates (and optionally NMS) inside ``forward``."""
 
-    def __init__(self, model: nn.Module, *, with_nms: bool = False, score_thresh: float = 0.25,
-                 iou_thresh: float = 0.5) -> None:
+    def __init__(self, model: nn.Module, *, nms_in_graph: bool = False, score_thresh: float = 0.25,
+                 nms_iou: float = 0.5) -> None:
         super().__init__()
         self.model = model
-        self.with_nms = with_nms
+        self.nms_in_graph = nms_in_graph
         self.score_thresh = float(score_thresh)
-        self.iou_thresh = float(iou_thresh)
+        self.nms_iou = float(nms_iou)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor] | Tensor:
-        boxes, scores = self.model.head.decode(self.model(images))
-        if not self.with_nms:
+        boxes, scores = self.model.candidates(images)
+        if not self.nms_in_graph:
             return boxes, scores
         b, n = scores.shape
         batch_index = torch.arange(b, device=images.device).view(b, 1).expand(b, n).reshape(-1)
@@ -66,7 +68,7 @@ class ExportWrapper(nn.Module):
         flat_boxes, flat_scores, batch_index, offset = (
             flat_boxes[keep], flat_scores[keep], batch_index[keep], offset[keep]
         )
-        kept = nms(flat_boxes + offset[:, None], flat_scores, self.iou_thresh)
+        kept = nms(flat_boxes + offset[:, None], flat_scores, self.nms_iou)
         # group by image keeping NMS's descending-score order: sort on (image, rank), unique keys
         # (ONNX has no stable sort)
         rank = torch.arange(kept.numel(), device=kept.device)
@@ -99,9 +101,9 @@ def export_onnx(
     path: str | Path,
     *,
     img_size: int = 640,
-    with_nms: bool = False,
+    nms_in_graph: bool = False,
     score_thresh: float = 0.25,
-    iou_thresh: float = 0.5,
+    nms_iou: float = 0.5,
     metadata: Mapping[str, Any] | None = None,
     optimize: bool = True,
 ) -> Path:
@@ -111,11 +113,11 @@ def export_onnx(
     path = check_writable(path)
     if img_size % 32:
         raise ValueError(f"img_size must be a multiple of 32, got {img_size}")
-    wrapper = ExportWrapper(model, with_nms=with_nms, score_thresh=score_thresh, iou_thresh=iou_thresh).eval()
+    wrapper = ExportWrapper(model, nms_in_graph=nms_in_graph, score_thresh=score_thresh, nms_iou=nms_iou).eval()
     example = torch.rand(2, 3, img_size, img_size)
     dim = torch.export.Dim
     dynamic = {"images": {0: dim("batch", min=1, max=4096), 2: dim.DYNAMIC, 3: dim.DYNAMIC}}
-    outputs = ["detections"] if with_nms else ["boxes", "scores"]
+    outputs = ["detections"] if nms_in_graph else ["boxes", "scores"]
     start = time.perf_counter()
     with torch.no_grad():
         program = torch.onnx.export(wrapper, (example,), dynamo=True, input_names=["images"], output_names=outputs,
@@ -123,9 +125,9 @@ def export_onnx(
                                     verbose=False)  # the exporter's progress lines; failures still raise
     proto = program.model_proto
     meta = {"producer": "facedet", "input": "images: float32 (B, 3, H, W) RGB in [0, 1], letterboxed, pad 128",
-            "outputs": ", ".join(outputs), "img_size": img_size, "nms": "onnx NonMaxSuppression (IoU)" if with_nms
-            else "none", "score_thresh": score_thresh if with_nms else None,
-            "iou_thresh": iou_thresh if with_nms else None} | dict(metadata or {})
+            "outputs": ", ".join(outputs), "img_size": img_size, "nms": "onnx NonMaxSuppression (IoU)" if nms_in_graph
+            else "none", "score_thresh": score_thresh if nms_in_graph else None,
+            "nms_iou": nms_iou if nms_in_graph else None} | dict(metadata or {})
     for k, v in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
@@ -135,7 +137,7 @@ def export_onnx(
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    log.info("exported %s in %.1f s (%s)", path, time.perf_counter() - start, "with NMS" if with_nms else "no NMS")
+    log.info("exported %s in %.1f s (%s)", path, time.perf_counter() - start, "with NMS" if nms_in_graph else "no NMS")
     return path
 
 
@@ -169,9 +171,9 @@ def compare_with_onnxruntime(
     path: str | Path,
     shapes: Sequence[tuple[int, int, int]],
     *,
-    with_nms: bool = False,
+    nms_in_graph: bool = False,
     score_thresh: float = 0.25,
-    iou_thresh: float = 0.5,
+    nms_iou: float = 0.5,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Run the ONNX file in onnxruntime and the PyTorch model on the same synthetic face images of
@@ -180,14 +182,14 @@ def compare_with_onnxruntime(
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    wrapper = ExportWrapper(model, with_nms=with_nms, score_thresh=score_thresh, iou_thresh=iou_thresh).eval()
+    wrapper = ExportWrapper(model, nms_in_graph=nms_in_graph, score_thresh=score_thresh, nms_iou=nms_iou).eval()
     report: dict[str, Any] = {"shapes": [list(s) for s in shapes], "max_abs_box": 0.0, "max_abs_score": 0.0,
                               "same_shapes": True, "boxes_compared": 0}
     for x in verification_images(shapes, seed):
         with torch.no_grad():
             ref = wrapper(x)
         got = session.run(None, {"images": x.numpy()})
-        if with_nms:  # rows in a canonical order: equal scores may come out of NMS in either order
+        if nms_in_graph:  # rows in a canonical order: equal scores may come out of NMS in either order
             r, g = _canonical(ref.numpy()), _canonical(got[0])
             ref_boxes, ref_scores, got_boxes, got_scores = r[:, :5], r[:, 5], g[:, :5], g[:, 5]
         else:

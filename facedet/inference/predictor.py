@@ -20,14 +20,18 @@ from facedet.inference.tta import TTA, predict_with_tta
 from facedet.registry import POSTPROCESSORS, ConfigError, closest
 from facedet.structures import boxes_to_original, empty_sample_arrays
 
-POSTPROCESS_KEYS = ("score_thresh", "iou_thresh", "max_det")
+POSTPROCESS_KEYS = ("score_thresh", "nms_iou", "max_det")
+# eval.yaml and detect.yaml still call the NMS IoU ``iou_thresh`` (their callers pass it on as is)
+_OLD_POSTPROCESS_KEYS = {"iou_thresh": "nms_iou"}
 
 
 def override_postprocess(model_cfg: DictConfig, *, nms: str | None = None, **values: Any) -> None:
-    """Set the NMS variant (``diou_nms``, ``nms``, ``soft_nms``) and thresholds of a model config in
-    place; ``None`` leaves a value as configured."""
+    """Set the NMS variant (``diou_nms``, ``nms``, ``soft_nms``) and thresholds (``score_thresh``,
+    ``nms_iou``, ``max_det``) of a model config in the new form (``upgrade_model_config``) in place;
+    ``None`` leaves a value as configured."""
     import facedet.postprocess  # noqa: F401  (registers the NMS family)
 
+    values = {_OLD_POSTPROCESS_KEYS.get(k, k): v for k, v in values.items()}
     post = model_cfg.postprocess
     if nms is not None:
         if nms not in POSTPROCESSORS:
@@ -46,15 +50,17 @@ def load_detector(
     checkpoint: str | Path, *, use_ema: bool = True, device: torch.device | str = "cpu", nms: str | None = None,
     **postprocess: Any,
 ) -> tuple[torch.nn.Module, DictConfig, str]:
-    """(model in eval mode on ``device``, the training config stored in the checkpoint with the
-    overrides applied, which weights: ``ema`` or ``model``)."""
+    """(model in eval mode on ``device``, the training config stored in the checkpoint with its
+    model config upgraded to the current key names and the overrides applied, which weights:
+    ``ema`` or ``model``)."""
     from facedet.checkpoint import load_checkpoint, load_model_state, model_weights, require_training_checkpoint
     from facedet.models import build_detector
+    from facedet.models.model_config import upgrade_train_config
 
     ckpt = load_checkpoint(checkpoint)
     # the model is rebuilt from the config training stored: a bare state dict cannot say which model it is
     require_training_checkpoint(ckpt, checkpoint, needs=("config", "model"), use="checkpoint=")
-    train_cfg = OmegaConf.create(ckpt["config"])
+    train_cfg = OmegaConf.create(upgrade_train_config(ckpt["config"]))
     override_postprocess(train_cfg.model, nms=nms, **postprocess)
     model = build_detector(train_cfg.model)
     which, state = model_weights(ckpt, use_ema=use_ema)

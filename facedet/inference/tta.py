@@ -1,10 +1,11 @@
 """Test-time augmentation: horizontal flip and multi-scale, merged before one NMS.
 
 Each pass runs the detector on a (flipped and/or resized) copy of the letterboxed batch; its
-decoded boxes are mapped back to the input's pixels and all passes' candidates go through the
-model's own post-processing together, so the NMS variant and thresholds are those of the config
-(as YOLOv5's TTA). Rescaling resizes the letterboxed tensor (bilinear) to the nearest multiple of
-the largest stride, rather than re-reading the image at each size: one loader serves every scale.
+decoded candidates (``Detector.candidates``) are mapped back to the input's pixels and all passes'
+candidates go through the model's own post-processing (``Detector.postprocess``) together, so the
+NMS variant and thresholds are those of the config (as YOLOv5's TTA). Rescaling resizes the
+letterboxed tensor (bilinear) to the nearest multiple of the largest stride, rather than
+re-reading the image at each size: one loader serves every scale.
 """
 
 from __future__ import annotations
@@ -66,22 +67,21 @@ def resize_to_stride(images: Tensor, scale: float, stride: int) -> Tensor:
 
 
 def decode_candidates(model: nn.Module, images: Tensor, tta: TTA) -> tuple[Tensor, Tensor]:
-    """Pre-NMS candidates of every TTA pass, in the pixels of ``images``: boxes ``(B, N, 4)`` xyxy
-    and scores ``(B, N)``."""
+    """Pre-NMS candidates (``model.candidates``) of every TTA pass, in the pixels of ``images``:
+    boxes ``(B, N, 4)`` xyxy and scores ``(B, N)``."""
     h, w = images.shape[-2:]
-    stride = max(model.head.strides)
+    stride = model.max_stride
     all_boxes, all_scores = [], []
     for scale in tta.scales:
         x = resize_to_stride(images, scale, stride)
         sy, sx = x.shape[-2] / h, x.shape[-1] / w
         for flipped in (False, True) if tta.flip else (False,):
-            boxes, scores = model.head.decode(model(x.flip(-1) if flipped else x))
-            boxes = boxes.float()
+            boxes, scores = model.candidates(x.flip(-1) if flipped else x)
             if flipped:  # mirror back: x -> width - x, and left and right swap
                 boxes = torch.stack((x.shape[-1] - boxes[..., 2], boxes[..., 1],
                                      x.shape[-1] - boxes[..., 0], boxes[..., 3]), -1)
             all_boxes.append(boxes / boxes.new_tensor([sx, sy, sx, sy]))
-            all_scores.append(scores.float())
+            all_scores.append(scores)
     return torch.cat(all_boxes, 1), torch.cat(all_scores, 1)
 
 

@@ -6,8 +6,9 @@ Per level, cells are one of three kinds:
 - negative: objectness target 0;
 - masked (neither): cells the assignment rule would give to an *ignored* face (tiny or invalid
   faces must be neither rewarded nor punished), and cells whose current prediction already
-  overlaps any ground-truth box of its image with IoU > ``ignore_thresh`` (YOLOv3's ignore_thresh:
-  a good box at a non-assigned cell should not be pushed towards background).
+  overlaps any ground-truth box of its image with box IoU > ``ignore_iou`` (YOLOv3's ``ignore_thresh``,
+  the config key's name before issue 13: a good box at a non-assigned cell should not be pushed
+  towards background).
 Positives win over both masks.
 
 Objectness is averaged over the non-masked cells of each level and weighted by ``balance[level]``
@@ -17,9 +18,8 @@ batch size, YOLOv5's convention, so the gradient does not shrink as the batch gr
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +31,32 @@ from facedet.losses.iou import ciou
 from facedet.registry import LOSSES
 from facedet.structures import Target, cxcywh_to_xyxy
 
-Assigner = Callable[[Tensor, Tensor, Sequence[int], Sequence[tuple[int, int]]], list[LevelAssignment]]
+
+class Assigner(Protocol):
+    """Matches targets to anchors and cells (``facedet.assign.YOLOv4Assigner``)."""
+
+    anchor_iou: float  # shape IoU above which an anchor is positive
+    near_cells: bool  # whether neighbouring cells are assigned too (needs scale_x_y = 2)
+
+    def __call__(self, targets_cat: Tensor, anchors: Tensor, strides: Sequence[int],
+                 grid_shapes: Sequence[tuple[int, int]]) -> list[LevelAssignment]: ...
+
+
+class Decoder(Protocol):
+    """The head's decoding (``YOLOHead.decoding()``, supplied by ``build_detector``): ``anchors``
+    ``(L, A, 2)`` in input pixels, read at every call; one stride and ``scale_x_y`` per level."""
+
+    @property
+    def anchors(self) -> Tensor: ...
+
+    @property
+    def strides(self) -> Sequence[int]: ...
+
+    @property
+    def scale_x_y(self) -> Sequence[float]: ...
+
+    def decode_level(self, raw: Tensor, i: int) -> Tensor: ...
+
 _IOU_CHUNK = 1 << 23  # elements per batched IoU block: bounds memory for crowded images (WIDER has 1000+)
 
 
@@ -92,20 +117,24 @@ def max_iou_per_image(pred_xyxy: Tensor, gt_xyxy: Tensor, gt_valid: Tensor) -> T
 class YOLOLoss:
     """YOLOv4 loss (single class). See the module docstring for positives, negatives and masks.
 
-    ``assigner``: a built assigner (e.g. ``YOLOv4Assigner``); ``box_weight``, ``obj_weight``: term
-    weights; ``balance``: objectness weight per level (fine to coarse); ``ignore_thresh``: IoU above
-    which a non-positive prediction is not punished; ``obj_iou_target``: objectness target at
-    positives is the CIoU (True) or 1 (False).
+    ``assigner``: a built assigner (e.g. ``YOLOv4Assigner``); ``decoder``: the head's decoding,
+    supplied by the framework (``build_detector``); ``box_weight``, ``obj_weight``: term weights;
+    ``balance``: objectness weight per level (fine to coarse); ``ignore_iou``: box IoU between a
+    prediction and a face above which a non-positive prediction is not punished;
+    ``obj_iou_target``: objectness target at positives is the CIoU (True) or 1 (False).
+    Options that do not fit the decoder (a ``balance`` length other than its number of levels,
+    ``near_cells`` without ``scale_x_y`` 2) are a ValueError here, so a config error at build time.
     """
 
     def __init__(
         self,
         *,
         assigner: Assigner,
+        decoder: Decoder,
         box_weight: float = 0.05,
         obj_weight: float = 1.0,
         balance: Sequence[float] = (4.0, 1.0, 0.4),
-        ignore_thresh: float = 0.7,
+        ignore_iou: float = 0.7,
         obj_iou_target: bool = True,
     ) -> None:
         if not callable(assigner):
@@ -114,43 +143,47 @@ class YOLOLoss:
                 f"got {assigner!r}"
             )
         self.assigner = assigner
+        self.decoder = decoder
         self.box_weight = float(box_weight)
         self.obj_weight = float(obj_weight)
         self.balance = [float(x) for x in balance]
-        self.ignore_thresh = float(ignore_thresh)
+        self.ignore_iou = float(ignore_iou)
         self.obj_iou_target = bool(obj_iou_target)
-        self._warned_near_cells = False
+        self._check_decoder()
 
-    def _check(self, raws: Sequence[Tensor], head: Any) -> None:
-        if len(raws) != len(self.balance):
-            raise ValueError(f"yolo_loss has {len(self.balance)} balance weights but got {len(raws)} levels")
-        if getattr(self.assigner, "near_cells", False) and not self._warned_near_cells:
-            if any(s < 2.0 for s in head.scale_x_y):
-                warnings.warn(
-                    f"near_cells assignment with scale_x_y={head.scale_x_y}: neighbouring cells cannot "
-                    "reach the face centre unless scale_x_y is 2",
-                    stacklevel=3,
-                )
-            self._warned_near_cells = True
+    def _check_decoder(self) -> None:
+        strides = list(self.decoder.strides)
+        if len(self.balance) != len(strides):
+            raise ValueError(
+                f"balance has {len(self.balance)} weights but the model has {len(strides)} levels "
+                f"(strides {strides}): give one objectness weight per level"
+            )
+        scales = list(self.decoder.scale_x_y)
+        if self.assigner.near_cells and any(s < 2.0 for s in scales):
+            raise ValueError(
+                f"assigner.near_cells=true needs model.head.scale_x_y 2 on every level, got {scales}: "
+                "a neighbouring cell's centre cannot reach the face centre otherwise (set both, or neither)"
+            )
 
-    def __call__(self, raws: Sequence[Tensor], targets: Sequence[Target], head: Any) -> dict[str, Tensor]:
-        """Loss terms from raw maps ``[(B, A, H, W, >=5)]``, B targets and the head that decodes them.
+    def __call__(self, raws: Sequence[Tensor], targets: Sequence[Target]) -> dict[str, Tensor]:
+        """Loss terms from raw maps ``[(B, A, H, W, >=5)]`` (decoded by ``decoder``) and B targets.
 
         Returns ``loss_box`` and ``loss_obj`` (weighted), ``loss = (loss_box + loss_obj) * B`` and a
         detached float ``num_pos`` (positives over all levels, for logging).
         """
-        self._check(raws, head)
+        if len(raws) != len(self.balance):
+            raise ValueError(f"yolo_loss has {len(self.balance)} balance weights but got {len(raws)} levels")
         device = raws[0].device
         bsz = raws[0].shape[0]
         tcat = targets_to_tensor(targets, device)
         gt_boxes, gt_valid = pad_per_image(tcat, bsz)
         grid_shapes = [(int(r.shape[2]), int(r.shape[3])) for r in raws]
-        assignments = self.assigner(tcat, head.anchors, head.strides, grid_shapes)
+        assignments = self.assigner(tcat, self.decoder.anchors, self.decoder.strides, grid_shapes)
 
         box_terms: list[Tensor] = []
         loss_obj = raws[0].new_zeros((), dtype=torch.float32)
         for i, (raw, asg) in enumerate(zip(raws, assignments, strict=True)):
-            dec = head.decode_level(raw.float(), i)  # (B, A, H, W, 5), fp32 even under autocast
+            dec = self.decoder.decode_level(raw.float(), i)  # (B, A, H, W, 5), fp32 even under autocast
             logit = dec[..., 4]
             _, n_a, h, w = logit.shape
             ignored = tcat[asg.t, 5] > 0
@@ -158,7 +191,7 @@ class YOLOLoss:
 
             with torch.no_grad():
                 pred_xyxy = cxcywh_to_xyxy(dec[..., :4].detach()).reshape(bsz, -1, 4)
-                weight = max_iou_per_image(pred_xyxy, gt_boxes, gt_valid).view_as(logit) <= self.ignore_thresh
+                weight = max_iou_per_image(pred_xyxy, gt_boxes, gt_valid).view_as(logit) <= self.ignore_iou
                 weight[asg.b[ignored], asg.a[ignored], asg.gy[ignored], asg.gx[ignored]] = False
                 weight[pb, pa, pgy, pgx] = True
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from facedet.checkpoint import CheckpointError, describe_non_binary
 from facedet.models.layers import ConvBNAct
-from facedet.models.weights import LoadReport
+from facedet.models.load_report import LoadReport
 from facedet.registry import ConfigError
 
 # (file name or module path, conv, number of input-channel blocks stored in reverse order)
@@ -74,6 +74,26 @@ def read_header(data: bytes, path: Path) -> tuple[tuple[int, int, int], int, int
     return (major, minor, revision), seen, 16
 
 
+def _convs_in_file(n: int, layout: list[LayoutEntry], n_backbone: int, path: Path) -> int:
+    """How many convolutions of ``layout`` a file of ``n`` values fills: the backbone, the whole
+    layout, or (a longer file) the whole layout; CheckpointError when it ends anywhere else."""
+    ends = np.cumsum([_conv_size(c) for _, c, _ in layout]).tolist()
+    if n < ends[n_backbone - 1]:
+        raise CheckpointError(
+            f"{path} holds {n} values, fewer than the {ends[n_backbone - 1]} of this backbone's "
+            f"{n_backbone} convolutions in Darknet order: it is for another architecture or size."
+        )
+    if n in (ends[n_backbone - 1], ends[-1]):
+        return ends.index(n) + 1
+    if n > ends[-1]:
+        return len(layout)
+    at = next(i for i, e in enumerate(ends) if e > n)
+    raise CheckpointError(
+        f"{path} ends inside convolution {at} ({layout[at][0]}) of this model's Darknet layout: "
+        f"{n} values, the layout's convolutions end at {ends[n_backbone - 1]} (backbone) and {ends[-1]}."
+    )
+
+
 def load_darknet_weights(model: nn.Module, path: str | Path) -> LoadReport:
     """Load a Darknet ``.weights`` file into ``model`` (see the module docstring); returns the
     report: the state-dict keys filled (``matched``) and the model's other keys (``missing``)."""
@@ -90,23 +110,8 @@ def load_darknet_weights(model: nn.Module, path: str | Path) -> LoadReport:
                               "of float32 values; the file is truncated or not a Darknet .weights file.")
     values = np.frombuffer(data, dtype="<f4", offset=offset)
     layout, n_backbone = darknet_layout(model)
-    ends = np.cumsum([_conv_size(c) for _, c, _ in layout]).tolist()
     n = len(values)
-    if n < ends[n_backbone - 1]:
-        raise CheckpointError(
-            f"{path} holds {n} values, fewer than the {ends[n_backbone - 1]} of this backbone's "
-            f"{n_backbone} convolutions in Darknet order: it is for another architecture or size."
-        )
-    if n in (ends[n_backbone - 1], ends[-1]):
-        count = ends.index(n) + 1
-    elif n > ends[-1]:
-        count = len(layout)
-    else:
-        at = next(i for i, e in enumerate(ends) if e > n)
-        raise CheckpointError(
-            f"{path} ends inside convolution {at} ({layout[at][0]}) of this model's Darknet layout: "
-            f"{n} values, the layout's convolutions end at {ends[n_backbone - 1]} (backbone) and {ends[-1]}."
-        )
+    count = _convs_in_file(n, layout, n_backbone, path)
 
     # Read everything first and check it, so a file that does not fit leaves the model untouched.
     arch = type(getattr(model, "backbone", model)).__name__

@@ -8,22 +8,32 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from facedet.models.model_config import upgrade_model_config
 from facedet.models.specials import freeze_bn_gamma, set_bn_momentum
 from facedet.registry import BACKBONES, HEADS, LOSSES, NECKS, POSTPROCESSORS, ConfigError, build
 from facedet.structures import Target
 
 
 class Detector(nn.Module):
-    """A single-class YOLO-style face detector.
+    """A single-class YOLO-style face detector: the one door to its parts (see docs/ARCHITECTURE.md).
 
-    Contract (see DESIGN.md):
-    - ``detector(images)``: ``images`` float ``(B, 3, S, S)`` in [0, 1] with S a multiple of 32 ->
-      list of raw per-level maps ``(B, A, S/stride, S/stride, 5)`` for the backbone's strides
+    Contract:
+    - ``detector(images)``: ``images`` float ``(B, 3, S, S)`` in [0, 1] with S a multiple of
+      ``max_stride`` -> list of raw per-level maps ``(B, A, S/stride, S/stride, 5)`` for ``strides``
       (8, 16, 32; YOLOv4-tiny's two levels 16, 32).
+    - ``detector.candidates(images)``: every anchor of every cell decoded, before NMS: boxes
+      ``(B, N, 4)`` xyxy in input pixels and objectness probabilities ``(B, N)``, both float32,
+      levels flattened in (level, anchor, row, column) order. The only decoding of the model:
+      ``predict``, test-time augmentation and the ONNX export all go through it.
+    - ``detector.predict(images)``: ``postprocess(*candidates(images))``: list of B dicts ``{boxes
+      (K, 4) xyxy input pixels, scores (K,), labels (K,)}`` sorted by descending score.
+    - ``detector.postprocess``: the built post-processor (NMS family): ``(boxes (B, N, 4), scores
+      (B, N)) -> `` B dicts as ``predict`` returns them (TTA merges candidates before it).
     - ``detector.loss(images, targets)``: ``targets`` a list of B ``Target`` dicts (boxes xyxy in
       input pixels) -> dict of named loss terms plus ``loss`` (their weighted sum, to backpropagate).
-    - ``detector.predict(images)``: list of B dicts ``{boxes (K, 4) xyxy input pixels, scores (K,),
-      labels (K,)}`` after decoding and NMS.
+      The loss was built with the head's decoding, so it decodes as ``candidates`` does.
+    - ``strides``, ``max_stride``, ``anchors`` (``(L, A, 2)`` input pixels) and ``anchor_iou`` (the
+      assigner's shape-IoU threshold for positives): what tools and checks may read of the parts.
     """
 
     def __init__(self, *, backbone: nn.Module, neck: nn.Module, head: nn.Module, loss: Any, postprocess: Any):
@@ -37,21 +47,50 @@ class Detector(nn.Module):
     def forward(self, images: Tensor) -> list[Tensor]:
         return self.head(self.neck(self.backbone(images)))
 
+    def candidates(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Decoded boxes ``(B, N, 4)`` xyxy in input pixels and scores ``(B, N)``, float32, before NMS."""
+        boxes, scores = self.head.decode(self(images))
+        return boxes.float(), scores.float()
+
     def loss(self, images: Tensor, targets: list[Target]) -> dict[str, Tensor]:
-        return self.loss_fn(self(images), targets, self.head)
+        return self.loss_fn(self(images), targets)
 
     @torch.no_grad()
     def predict(self, images: Tensor) -> list[dict[str, Tensor]]:
-        boxes, scores = self.head.decode(self(images))
-        return self.postprocess(boxes.float(), scores.float())
+        return self.postprocess(*self.candidates(images))
+
+    @property
+    def strides(self) -> list[int]:
+        """One stride (input pixels per cell) per level, fine to coarse."""
+        return list(self.head.strides)
+
+    @property
+    def max_stride(self) -> int:
+        """The coarsest stride: input sides must be multiples of it."""
+        return max(self.head.strides)
+
+    @property
+    def anchors(self) -> Tensor:
+        """``(L, A, 2)`` anchor sizes in input pixels (the buffer checkpoints store)."""
+        return self.head.anchors
+
+    @property
+    def anchor_iou(self) -> float:
+        """The assigner's threshold: anchors whose shape IoU with a face is above it are positives."""
+        return float(self.loss_fn.assigner.anchor_iou)
 
 
 def build_detector(cfg: Mapping[str, Any]) -> Detector:
     """Build a Detector from a model config (``backbone``, ``neck``, ``head``, ``loss``,
-    ``postprocess`` nodes and ``anchors``); channels, anchors and strides are wired here.
+    ``postprocess`` nodes and ``anchors``); channels, anchors and strides are wired here, and the
+    loss is built with the head's decoding (``extra`` ``decoder``), so loss options that do not fit
+    the head (``balance`` length, ``near_cells`` without ``scale_x_y`` 2) are a ConfigError here.
+    Configs written before issue 13 (``iou_t``, ``ignore_thresh``, ``iou_thresh``) are upgraded
+    first (``model_config.upgrade_model_config``) and build the same model.
     ``freeze_bn_gamma: true`` freezes every BatchNorm scale (``specials.freeze_bn_gamma``);
     ``bn_momentum`` sets every BatchNorm's running-statistics momentum (``specials.set_bn_momentum``). Other
     model-level keys (``name``, ``weights``, ``weights_partial``) are read by the training run."""
+    cfg = upgrade_model_config(cfg)
     for key in ("backbone", "neck", "head", "loss", "postprocess", "anchors"):
         if key not in cfg:
             raise ConfigError(f"The model config has no 'model.{key}'.")
@@ -71,15 +110,15 @@ def build_detector(cfg: Mapping[str, Any]) -> Detector:
         anchors=anchors,
         strides=list(backbone.strides),
     )
-    loss = build(cfg["loss"], LOSSES, where="model.loss")
-    balance = getattr(loss, "balance", None)
-    if balance is not None and len(balance) != len(anchors):
-        raise ConfigError(
-            f"model.loss.balance has {len(balance)} weights but the model has {len(anchors)} levels "
-            f"(strides {list(backbone.strides)}): give one objectness weight per level."
-        )
+    loss = build(cfg["loss"], LOSSES, where="model.loss", decoder=head.decoding())
     post = build(cfg["postprocess"], POSTPROCESSORS, where="model.postprocess")
     detector = Detector(backbone=backbone, neck=neck, head=head, loss=loss, postprocess=post)
+    _apply_batchnorm_options(detector, cfg)
+    return detector
+
+
+def _apply_batchnorm_options(detector: Detector, cfg: Mapping[str, Any]) -> None:
+    """``freeze_bn_gamma`` and ``bn_momentum`` of the model config."""
     freeze = cfg.get("freeze_bn_gamma", False)
     if not isinstance(freeze, bool):
         raise ConfigError(f"model.freeze_bn_gamma must be true or false, got {freeze!r}")
@@ -91,5 +130,3 @@ def build_detector(cfg: Mapping[str, Any]) -> Detector:
             set_bn_momentum(detector, float(momentum))
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model.bn_momentum: {e}") from None
-    return detector
-

@@ -1,44 +1,36 @@
 """Building blocks shared by backbones, necks and heads.
 
 All convolutions are ``ConvBNAct``: Conv2d (no bias, "same" padding) + BatchNorm2d + activation,
-with the BN settings YOLOv4/v5 train with (eps=1e-3, momentum=0.03). Activations are looked up in
-a small table by name, so a config says ``act: mish`` and a typo fails with a suggestion.
+with the BN settings YOLOv4/v5 train with (eps=1e-3, momentum=0.03). Activations and pooling blocks
+are registered by name (``facedet.registry.ACTIVATIONS``, ``POOLS``), so a config says ``act: mish``
+and a typo fails with a suggestion.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from functools import partial
 
 import torch
 from torch import Tensor, nn
 from torchvision.ops import SqueezeExcitation
 
-from facedet.registry import ConfigError, closest
+from facedet.registry import ACTIVATIONS, POOLS, ConfigError
 
 # Factories, not instances: every layer needs its own module. Inplace is safe here because each
 # activation directly follows a BatchNorm whose output nobody else reads.
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "mish": partial(nn.Mish, inplace=True),
-    "leaky": partial(nn.LeakyReLU, 0.1, inplace=True),  # Darknet's leaky slope
-    "silu": partial(nn.SiLU, inplace=True),
-    "relu": partial(nn.ReLU, inplace=True),
-    "hardswish": partial(nn.Hardswish, inplace=True),
-    "sigmoid": nn.Sigmoid,  # Darknet's "logistic": the attention map of SAM
-    "identity": nn.Identity,
-}
+ACTIVATIONS.register("mish")(partial(nn.Mish, inplace=True))
+ACTIVATIONS.register("leaky")(partial(nn.LeakyReLU, 0.1, inplace=True))  # Darknet's leaky slope
+ACTIVATIONS.register("silu")(partial(nn.SiLU, inplace=True))
+ACTIVATIONS.register("relu")(partial(nn.ReLU, inplace=True))
+ACTIVATIONS.register("hardswish")(partial(nn.Hardswish, inplace=True))
+ACTIVATIONS.register("sigmoid")(nn.Sigmoid)  # Darknet's "logistic": the attention map of SAM
+ACTIVATIONS.register("identity")(nn.Identity)
 
 
 def make_act(name: str) -> nn.Module:
-    """A fresh activation module for ``name`` (a key of ``ACTIVATIONS``); ConfigError otherwise."""
-    factory = ACTIVATIONS.get(name)
-    if factory is None:
-        known = sorted(ACTIVATIONS)
-        guess = closest(str(name), known)
-        hint = f" Did you mean '{guess}'?" if guess else ""
-        raise ConfigError(f"Unknown activation '{name}'. Known activations: {', '.join(known)}.{hint}")
-    return factory()
+    """A fresh activation module for ``name`` (registered in ``ACTIVATIONS``); ConfigError otherwise."""
+    return ACTIVATIONS.get(str(name), where="act")()
 
 
 def make_divisible(x: float, divisor: int = 8) -> int:
@@ -139,23 +131,21 @@ class SPPF(nn.Module):
 
 
 # Pooling blocks a neck may put on its deepest map, by config name.
-POOLS: dict[str, Callable[[], nn.Module]] = {"spp": SPP, "sppf": SPPF}
+POOLS.register("spp")(SPP)
+POOLS.register("sppf")(SPPF)
 
 
 def make_pool(spp: bool | str) -> nn.Module | None:
-    """The pooling block for a neck's ``spp`` option: ``true``/``"spp"``, ``"sppf"``, or
-    ``false``/``"none"`` (None). Both blocks give 4x the input channels."""
+    """The pooling block for a neck's ``spp`` option: ``true``/``"spp"``, a name registered in
+    ``POOLS`` (``"sppf"``), or ``false``/``"none"`` (None). Both blocks give 4x the input channels."""
     if spp is True:
         spp = "spp"
     if spp is False or spp is None or spp == "none":
         return None
-    factory = POOLS.get(str(spp))
-    if factory is None:
-        known = sorted(POOLS) + ["none"]
-        guess = closest(str(spp), known)
-        hint = f" Did you mean '{guess}'?" if guess else ""
-        raise ConfigError(f"Unknown spp option '{spp}'. Known: true, false, {', '.join(known)}.{hint}")
-    return factory()
+    try:
+        return POOLS.get(str(spp), where="spp")()
+    except ConfigError as e:
+        raise ConfigError(f"{e} Also accepted: true, false, none.") from None
 
 
 def make_se(c: int) -> nn.Module:

@@ -1,8 +1,9 @@
 """Options from YOLOv4's "bag of specials" that are not plain layers: point-wise SAM, DropBlock with
 a ramped drop probability, and BatchNorm with a frozen scale (gamma) for fine-tuning.
 
-Squeeze-and-excitation is ``torchvision.ops.SqueezeExcitation`` (see ``layers.make_se``) and the
-activation table is ``layers.ACTIVATIONS``; DropBlock's masking is ``torchvision.ops.drop_block2d``.
+Squeeze-and-excitation is ``torchvision.ops.SqueezeExcitation`` (see ``layers.make_se``), the
+activations are registered in ``facedet.registry.ACTIVATIONS`` (by ``layers``) and DropBlock's
+masking is ``torchvision.ops.drop_block2d``.
 """
 
 from __future__ import annotations

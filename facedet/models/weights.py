@@ -19,52 +19,15 @@ into ``backbone.`` when none of its keys match the detector as they are; the rep
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import Tensor, nn
 
 from facedet.checkpoint import CheckpointError, load_checkpoint, model_weights
+from facedet.models.darknet_weights import load_darknet_weights
+from facedet.models.load_report import LoadReport, compare_state
 
-
-@dataclass
-class LoadReport:
-    """What a weights file gave a model: key lists, and for Darknet files the values read."""
-
-    source: str
-    matched: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    mismatched: list[str] = field(default_factory=list)  # "key (file shape) vs (model shape)"
-    notes: list[str] = field(default_factory=list)
-
-    def summary(self, show: int = 5) -> str:
-        """One paragraph: counts, the first ``show`` keys of each non-empty list, and notes."""
-
-        def listing(xs: list[str]) -> str:
-            more = f" ... (+{len(xs) - show} more)" if len(xs) > show else ""
-            return ": " + ", ".join(xs[:show]) + more if xs else ""
-
-        parts = [f"{len(self.matched)} matched"]
-        for name, xs in (("missing", self.missing), ("unexpected", self.unexpected),
-                         ("shape mismatch", self.mismatched)):
-            parts.append(f"{len(xs)} {name}{listing(xs)}")
-        text = f"weights {self.source}: " + "; ".join(parts)
-        return text + "".join(f"; {n}" for n in self.notes)
-
-
-def compare_state(own: dict[str, Tensor], state: dict[str, Tensor], source: str) -> LoadReport:
-    """Sort the keys of ``state`` against a model's ``own`` state dict."""
-    report = LoadReport(source)
-    for k, v in own.items():
-        if k not in state:
-            report.missing.append(k)
-        elif tuple(state[k].shape) != tuple(v.shape):
-            report.mismatched.append(f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}")
-        else:
-            report.matched.append(k)
-    report.unexpected = [k for k in state if k not in own]
-    return report
+__all__ = ["LoadReport", "compare_state", "load_state_dict_file", "load_weights"]
 
 
 def _state_from_file(obj: object, path: Path) -> tuple[dict[str, Tensor], str]:
@@ -116,7 +79,5 @@ def load_weights(model: nn.Module, path: str | Path, *, partial: bool = False) -
     if not path.is_file():
         raise FileNotFoundError(f"model.weights: no such file: {path}")
     if path.suffix == ".weights" or re.search(r"\.conv\.\d+$", path.name):  # also darknet53.conv.74, yolov4.conv.137
-        from facedet.models.darknet_weights import load_darknet_weights
-
         return load_darknet_weights(model, path)
     return load_state_dict_file(model, path, partial=partial)

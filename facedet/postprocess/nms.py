@@ -4,7 +4,7 @@ Both share one pipeline per image: drop scores at or below ``score_thresh``, kee
 ``pre_nms_topk`` best, suppress, keep the ``max_det`` best. Outputs are sorted by descending score.
 
 DIoU-NMS (Zheng et al., 2020) suppresses box j when a kept, higher-scoring box i has
-``DIoU(i, j) = IoU - rho^2 / c^2 > iou_thresh`` (rho: centre distance, c: enclosing box diagonal), so
+``DIoU(i, j) = IoU - rho^2 / c^2 > nms_iou`` (rho: centre distance, c: enclosing box diagonal), so
 two overlapping faces with distinct centres, common in crowds, survive more often than under NMS.
 torchvision has no DIoU-NMS, so it is written here, vectorised (no per-box Python loop).
 """
@@ -42,7 +42,7 @@ def greedy_suppression(suppress: Tensor) -> Tensor:
 
 
 def diou_nms(
-    boxes: Tensor, scores: Tensor, iou_thresh: float, *, max_keep: int | None = None, block: int = 256
+    boxes: Tensor, scores: Tensor, nms_iou: float, *, max_keep: int | None = None, block: int = 256
 ) -> Tensor:
     """DIoU-NMS of ``(N, 4)`` xyxy boxes; returns kept indices ``(K,)`` int64 in descending score order.
 
@@ -66,9 +66,9 @@ def diou_nms(
         cand = boxes[start : start + block]
         alive = torch.arange(len(cand), device=boxes.device)
         if len(kept_boxes):
-            alive = alive[(distance_box_iou(kept_boxes, cand) <= iou_thresh).all(0)]
+            alive = alive[(distance_box_iou(kept_boxes, cand) <= nms_iou).all(0)]
         c = cand[alive]
-        new = alive[greedy_suppression(distance_box_iou(c, c) > iou_thresh)] + start
+        new = alive[greedy_suppression(distance_box_iou(c, c) > nms_iou)] + start
         kept.append(new)
         kept_boxes = torch.cat((kept_boxes, boxes[new]))
         if len(kept_boxes) >= limit:
@@ -83,14 +83,14 @@ class _NMSBase:
         self,
         *,
         score_thresh: float = 0.001,
-        iou_thresh: float = 0.6,
+        nms_iou: float = 0.6,
         max_det: int = 300,
         pre_nms_topk: int = 3000,
     ) -> None:
         if max_det < 1 or pre_nms_topk < 1:
             raise ValueError(f"max_det and pre_nms_topk must be positive, got {max_det} and {pre_nms_topk}")
         self.score_thresh = float(score_thresh)
-        self.iou_thresh = float(iou_thresh)
+        self.nms_iou = float(nms_iou)
         self.max_det = int(max_det)
         self.pre_nms_topk = int(pre_nms_topk)
 
@@ -99,7 +99,7 @@ class _NMSBase:
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(score_thresh={self.score_thresh}, iou_thresh={self.iou_thresh}, "
+            f"{type(self).__name__}(score_thresh={self.score_thresh}, nms_iou={self.nms_iou}, "
             f"max_det={self.max_det}, pre_nms_topk={self.pre_nms_topk})"
         )
 
@@ -137,15 +137,15 @@ class _NMSBase:
 
 @POSTPROCESSORS.register("diou_nms")
 class DIoUNMS(_NMSBase):
-    """YOLOv4's DIoU-NMS. ``score_thresh``, ``iou_thresh`` (on DIoU), ``max_det``, ``pre_nms_topk``."""
+    """YOLOv4's DIoU-NMS. ``score_thresh``, ``nms_iou`` (on DIoU), ``max_det``, ``pre_nms_topk``."""
 
     def _suppress(self, boxes: Tensor, scores: Tensor) -> Tensor:
-        return diou_nms(boxes, scores, self.iou_thresh, max_keep=self.max_det)
+        return diou_nms(boxes, scores, self.nms_iou, max_keep=self.max_det)
 
 
 @POSTPROCESSORS.register("nms")
 class NMS(_NMSBase):
-    """Plain IoU NMS (``torchvision.ops.nms``); same arguments as ``DIoUNMS``, ``iou_thresh`` on IoU."""
+    """Plain IoU NMS (``torchvision.ops.nms``); same arguments as ``DIoUNMS``, ``nms_iou`` on IoU."""
 
     def _suppress(self, boxes: Tensor, scores: Tensor) -> Tensor:
-        return nms(boxes, scores, self.iou_thresh)
+        return nms(boxes, scores, self.nms_iou)

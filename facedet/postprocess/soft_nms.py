@@ -22,8 +22,8 @@ class SoftNMS(_NMSBase):
     """Soft-NMS with the arguments of ``DIoUNMS`` plus ``method`` and ``sigma``.
 
     Each step keeps the highest-scoring remaining box and multiplies the scores of the others by
-    ``exp(-IoU^2 / sigma)`` (``gaussian``; ``iou_thresh`` unused) or by ``1 - IoU`` where IoU
-    exceeds ``iou_thresh`` (``linear``). Boxes whose score falls to ``score_thresh`` or below are
+    ``exp(-IoU^2 / sigma)`` (``gaussian``; ``nms_iou`` unused) or by ``1 - IoU`` where IoU
+    exceeds ``nms_iou`` (``linear``). Boxes whose score falls to ``score_thresh`` or below are
     dropped; outputs carry the decayed scores, sorted descending.
     """
 
@@ -33,12 +33,12 @@ class SoftNMS(_NMSBase):
         method: str = "gaussian",
         sigma: float = 0.5,
         score_thresh: float = 0.001,
-        iou_thresh: float = 0.6,
+        nms_iou: float = 0.6,
         max_det: int = 300,
         pre_nms_topk: int = 3000,
     ) -> None:
         # the arguments are spelled out (not **kwargs) so the registry can name a mistyped key
-        super().__init__(score_thresh=score_thresh, iou_thresh=iou_thresh, max_det=max_det, pre_nms_topk=pre_nms_topk)
+        super().__init__(score_thresh=score_thresh, nms_iou=nms_iou, max_det=max_det, pre_nms_topk=pre_nms_topk)
         if method not in SOFT_NMS_METHODS:
             raise ValueError(f"soft_nms method must be one of {SOFT_NMS_METHODS}, got {method!r}")
         if sigma <= 0:
@@ -65,7 +65,7 @@ class SoftNMS(_NMSBase):
             if self.method == "gaussian":
                 live = live * torch.exp(-(iou[i] ** 2) / self.sigma)
             else:
-                live = live * torch.where(iou[i] > self.iou_thresh, 1 - iou[i], torch.ones_like(iou[i]))
+                live = live * torch.where(iou[i] > self.nms_iou, 1 - iou[i], torch.ones_like(iou[i]))
             alive &= live > self.score_thresh
         idx = torch.tensor(kept, dtype=torch.int64, device=boxes.device)
         out_scores = torch.stack(kept_scores) if kept_scores else scores.new_zeros(0)

@@ -31,7 +31,8 @@ class YOLOHead(nn.Module):
     ``"sigmoid"``. ``obj_prior`` sets the initial objectness probability. ``sam=True`` puts
     YOLOv4's point-wise spatial attention (``specials.SAM``) on each level's input.
 
-    ``forward([(B, C_i, H_i, W_i)]) -> [(B, A, H_i, W_i, num_outputs)]`` raw maps.
+    ``forward([(B, C_i, H_i, W_i)]) -> [(B, A, H_i, W_i, num_outputs)]`` raw maps; ``decode`` turns
+    them into boxes and scores, ``decoding()`` is what the loss is built with.
     """
 
     def __init__(
@@ -111,6 +112,11 @@ class YOLOHead(nn.Module):
         """Level ``i``'s raw map -> ``(B, A, H, W, 5)``: cx, cy, w, h (input pixels), objectness logit."""
         return decode_level(raw, self.anchors[i], self.strides[i], self.scale_x_y[i], self.wh_mode)
 
+    def decoding(self) -> HeadDecoding:
+        """The decoding the loss needs (anchors, strides, ``scale_x_y``, ``decode_level``), given to
+        it when ``build_detector`` builds it."""
+        return HeadDecoding(self)
+
     def decode(self, raws: list[Tensor]) -> tuple[Tensor, Tensor]:
         """All levels flattened (level, anchor, row, column order) and concatenated.
 
@@ -118,3 +124,33 @@ class YOLOHead(nn.Module):
         """
         dec = torch.cat([self.decode_level(r, i).flatten(1, 3) for i, r in enumerate(raws)], 1)
         return cxcywh_to_xyxy(dec[..., :4]), dec[..., 4].sigmoid()
+
+
+class HeadDecoding:
+    """A YOLO head's decoding as the loss sees it: the anchors, strides, ``scale_x_y`` and
+    ``decode_level`` of ``head`` and nothing else.
+
+    A view, not a copy: ``anchors`` is read from the head at every call, because checkpoints and
+    weights files load into the head's buffer and ``.to(device)`` replaces it, and the loss must
+    assign with the anchors the head predicts with.
+    """
+
+    def __init__(self, head: YOLOHead) -> None:
+        self._head = head
+
+    @property
+    def anchors(self) -> Tensor:
+        """``(L, A, 2)`` anchor sizes in input pixels."""
+        return self._head.anchors
+
+    @property
+    def strides(self) -> list[int]:
+        return self._head.strides
+
+    @property
+    def scale_x_y(self) -> list[float]:
+        return self._head.scale_x_y
+
+    def decode_level(self, raw: Tensor, i: int) -> Tensor:
+        """Level ``i``'s raw map -> ``(B, A, H, W, 5)``: cx, cy, w, h (input pixels), objectness logit."""
+        return self._head.decode_level(raw, i)
