@@ -94,7 +94,7 @@ run_training(cfg, sys.argv[2], progress=False, extra_hooks=[RandomJitter(), Step
 def tensors(ckpt: dict) -> dict[str, torch.Tensor]:
     """Every tensor a continued run depends on: weights, EMA, optimizer momentum, RNG states."""
     out = {f"model.{k}": v for k, v in ckpt["model"].items()}
-    out |= {f"ema.{k}": v for k, v in ckpt["hooks"]["EMAHook"]["module"].items()}
+    out |= {f"ema.{k}": v for k, v in ckpt["hooks"]["ema"]["module"].items()}
     for pid, st in ckpt["optimizer"]["state"].items():
         out |= {f"opt.{pid}.{k}": v for k, v in st.items() if torch.is_tensor(v)}
     out["rng.torch"] = ckpt["rng"][0]["torch"]
@@ -109,7 +109,7 @@ def assert_identical(a_path: Path, b_path: Path, note: str) -> None:
     assert not differ, f"{note}: {len(differ)} tensors differ, e.g. {differ[:5]}"
     for key in ("step", "optimizer_steps", "epoch", "epoch_done"):
         assert a[key] == b[key], (note, key)
-    assert a["hooks"]["EMAHook"]["updates"] == b["hooks"]["EMAHook"]["updates"]
+    assert a["hooks"]["ema"]["updates"] == b["hooks"]["ema"]["updates"]
 
 
 @pytest.fixture(scope="module")
