@@ -19,11 +19,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from facedet.checkpoint import CheckpointError, load_checkpoint
+from facedet.checkpoint import CheckpointError, load_checkpoint, model_weights
 from facedet.engine.optim import WarmupCosine
 from facedet.engine.resume import find_resume_checkpoint
 from facedet.engine.run import run_training
 from facedet.engine.trainer import HookBase
+from tests.checkpoint_utils import to_legacy_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, BATCHES = 4, 6  # 24 training images / batch 4; accumulate 2 -> 3 optimizer steps per epoch
@@ -180,6 +181,25 @@ def test_sigterm_mid_epoch_saves_last_and_resumes_exactly(compose_cfg, data_root
     assert result["resumed_from"] == str(path)
     assert_identical(reference / "checkpoints" / "last.pt", runs / "b" / "checkpoints" / "last.pt",
                      "SIGTERM after step 9")
+
+
+def test_a_checkpoint_of_the_older_layout_resumes_exactly(compose_cfg, data_root, reference, tmp_path):
+    """A run stopped by an older version (hook state under class names, optim.name/momentum/nesterov,
+    no schedule.type) is found by train.resume=true and continues bit-identically."""
+    cfg = compose_cfg(tiny_overrides(data_root))
+    runs = tmp_path / cfg.name
+    run_training(cfg, runs / "a", progress=False, extra_hooks=[RandomJitter(), SignalAtStep(9, signal.SIGTERM)])
+    last = runs / "a" / "checkpoints" / "last.pt"
+    legacy = to_legacy_layout(load_checkpoint(last))
+    assert "EMAHook" in legacy["hooks"] and "name" in legacy["config"]["optim"]
+    torch.save(legacy, last)
+    assert model_weights(load_checkpoint(last))[0] == "ema"
+
+    cfg_b = compose_cfg(tiny_overrides(data_root, "train.resume=true"))
+    result = run_training(cfg_b, runs / "b", progress=False, extra_hooks=[RandomJitter()])
+    assert result["resumed_from"] == str(last) and result["steps"] == EPOCHS * BATCHES
+    assert_identical(reference / "checkpoints" / "last.pt", runs / "b" / "checkpoints" / "last.pt",
+                     "resumed from a checkpoint of the older layout")
 
 
 def test_resume_with_more_epochs_stretches_the_cosine(compose_cfg, data_root, reference, tmp_path, caplog):
