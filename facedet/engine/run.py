@@ -70,7 +70,8 @@ def run_training(cfg: DictConfig, run_dir: str | Path, *, progress: bool = True,
     """Train per ``cfg`` into ``run_dir``; returns the final metrics (also in ``metrics.json``).
 
     Under ``torchrun`` every process calls this; rank 0's ``run_dir`` is used by all, and only
-    rank 0 writes there. ``extra_hooks`` run before the checkpoint and logging hooks.
+    rank 0 writes there. ``extra_hooks`` run by their ``priority``: by default after the data hooks,
+    before the checkpoint and logging hooks (``facedet.engine.hook_base``).
     ``result["interrupted"]`` names the signal when SIGTERM/SIGINT stopped the run (``last.pt``
     is saved at that point and the run resumes exactly from it).
     """
