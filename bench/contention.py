@@ -57,7 +57,7 @@ def child(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     model = build_detector(cfg.model)
     train_loader, _ = build_loaders(cfg)
-    trainer = Trainer(model=model, optimizer=build_optimizer(model, name=cfg.optim.name, lr=cfg.optim.lr),
+    trainer = Trainer(model=model, optimizer=build_optimizer(model, cfg.optim),
                       train_loader=train_loader, device=torch.device("cpu"), max_epochs=1, base_lr=cfg.optim.lr,
                       lr_factor=lambda s: 1.0, grad_clip=10.0)
     model.train()

@@ -145,7 +145,7 @@ def state_tensors(ckpt: dict) -> dict[str, Any]:
     import torch
 
     out = {f"model.{k}": v for k, v in ckpt["model"].items()}
-    out |= {f"ema.{k}": v for k, v in ckpt["hooks"]["EMAHook"]["module"].items()}
+    out |= {f"ema.{k}": v for k, v in ckpt["hooks"]["ema"]["module"].items()}
     for pid, st in ckpt["optimizer"]["state"].items():
         out |= {f"opt.{pid}.{k}": v for k, v in st.items() if torch.is_tensor(v)}
     return out

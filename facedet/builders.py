@@ -7,12 +7,15 @@ what training builds without importing the training run."""
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from facedet.inference.tta import DEFAULT_SCALES, TTA
 from facedet.registry import DATASETS, ConfigError, build
 
 
@@ -83,3 +86,30 @@ def eval_settings(cfg: DictConfig) -> dict[str, Any]:
     post = OmegaConf.to_container(cfg.model.postprocess, resolve=True)
     return {"img_size": int(cfg.data.img_size), "tta": "none", "postprocess": post,
             "data": cfg.data.name, "split": "val"}
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """The ``eval`` node, parsed once for training (the EvalHook) and tools/eval.py: the built
+    ``evaluators``, the test-time augmentation ``tta``, whether to draw a precision-recall curve
+    (``pr_curve``); for training also ``interval`` (``train.eval_interval``) and ``best_metric``
+    (``train.best_metric``)."""
+
+    evaluators: list[Any]
+    tta: TTA
+    pr_curve: bool = True
+    interval: int = 1
+    best_metric: str = "AP50"
+
+
+def build_eval_spec(node: Mapping[str, Any] | DictConfig | None, records: Sequence[Any], *, interval: int = 1,
+                    best_metric: str = "AP50") -> EvalSpec:
+    """``EvalSpec`` of an ``eval`` node (``evaluators``, ``tta``, ``tta_scales``, ``pr_curve``; None:
+    COCO, no TTA, PR curves) for a data set's ``records``."""
+    from facedet.evaluation.base import build_evaluators
+
+    e = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
+    return EvalSpec(evaluators=build_evaluators(e.get("evaluators"), records),
+                    tta=TTA.from_mode(e.get("tta", "none"), e.get("tta_scales", DEFAULT_SCALES)),
+                    pr_curve=bool(e.get("pr_curve", True)), interval=int(interval), best_metric=str(best_metric))
+

@@ -194,10 +194,24 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
     model.load_state_dict(state)
 
 
+# A checkpoint's ``hooks`` holds each hook's state under its ``state_key`` ("ema", "eval", "sat", ...);
+# checkpoints written before those keys existed used the hook's class name ("EMAHook", ...).
+EMA_STATE_KEY = "ema"
+LEGACY_EMA_STATE_KEY = "EMAHook"
+
+
+def hook_state(ckpt: dict[str, Any], key: str, *, legacy: str = "") -> dict[str, Any] | None:
+    """The state saved for the hook ``key`` (or, in an older checkpoint, under ``legacy``); None when absent."""
+    hooks = ckpt.get("hooks") or {}
+    if key in hooks:
+        return hooks[key]
+    return hooks.get(legacy) if legacy else None
+
+
 def model_weights(ckpt: dict[str, Any], *, use_ema: bool = True) -> tuple[str, dict[str, torch.Tensor]]:
     """The weights to evaluate from a training checkpoint: the EMA ones when present and wanted
     (they are what training evaluated), else the raw model's. Returns (which, state dict)."""
-    ema = ckpt.get("hooks", {}).get("EMAHook")
+    ema = hook_state(ckpt, EMA_STATE_KEY, legacy=LEGACY_EMA_STATE_KEY)
     if use_ema and ema:
         return "ema", ema["module"]
     if "model" not in ckpt:

@@ -111,8 +111,10 @@ TRAIN_RULES: dict[str, Rule] = {
     "train.ema.tau": _num("the EMA ramp in steps", 2000, gt=0),
     "eval.batch_size": _int("images per evaluation batch", 32, ge=1),
     "optim.lr": _num("the base learning rate", 0.004, gt=0),
-    "optim.momentum": _num("momentum (Adam's beta1)", 0.9, ge=0, lt=1),
+    "optim.momentum": _num("SGD's momentum", 0.937, ge=0, lt=1),
     "optim.nesterov": _flag("Nesterov momentum"),
+    "optim.beta1": _num("Adam's decay of the gradient average", 0.9, ge=0, lt=1),
+    "optim.beta2": _num("Adam's decay of the squared-gradient average", 0.999, ge=0, lt=1),
     "optim.weight_decay": _num("weight decay", 0.0005, ge=0),
     "schedule.warmup_epochs": _num("warmup length in epochs", 1.0, ge=0),
     "schedule.warmup_min_steps": _int("the shortest warmup in steps", 100, ge=0),
@@ -163,3 +165,26 @@ def validate_train_config(cfg: DictConfig | Mapping[str, Any]) -> None:
 def validate_eval_config(cfg: DictConfig | Mapping[str, Any]) -> None:
     """Raise ConfigError naming every tools/eval.py config value of the wrong type or out of range."""
     check_config(cfg, EVAL_RULES)
+
+
+def upgrade_config(old: Mapping[str, Any]) -> dict[str, Any]:
+    """A resolved training config (a checkpoint's) in today's layout, so configs written by older
+    versions compare equal to today's when nothing but the layout changed. Older layouts:
+    ``optim.name`` (now ``optim.type``), AdamW's ``optim.momentum`` (its beta1; beta2 was 0.999) and
+    ``optim.nesterov`` (unused by AdamW), and a ``schedule`` without ``type`` (cosine was the only one).
+    Returns a new dict; ``old`` is not changed."""
+    new = {k: dict(v) if isinstance(v, Mapping) else v for k, v in old.items()}
+    optim = new.get("optim")
+    if isinstance(optim, dict) and "name" in optim and "type" not in optim:
+        optim = {"type": optim.pop("name"), **optim}
+        if optim["type"] == "adamw":
+            if "momentum" in optim:
+                optim["beta1"] = optim.pop("momentum")
+                optim.setdefault("beta2", 0.999)
+            optim.pop("nesterov", None)
+        new["optim"] = optim
+    schedule = new.get("schedule")
+    if isinstance(schedule, dict) and "type" not in schedule:
+        new["schedule"] = {"type": "cosine", **schedule}
+    return new
+

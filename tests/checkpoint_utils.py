@@ -27,3 +27,27 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         run_training(cfg, base / "run", progress=False)
         _made["run"] = base / "run"
     return _made["run"]
+
+
+# The hook state keys of today and the class names checkpoints of earlier versions used instead.
+LEGACY_HOOK_NAMES = {"ema": "EMAHook", "eval": "EvalHook", "sat": "SATHook", "checkpoint": "CheckpointHook",
+                     "logging": "LoggingHook", "prediction_grid": "PredictionGridHook", "dropblock": "DropBlockHook",
+                     "close_mosaic": "CloseMosaicHook", "multi_scale": "MultiScaleHook",
+                     "sample_grid": "SampleGridHook"}
+
+
+def to_legacy_layout(ckpt: dict) -> dict:
+    """``ckpt`` as the versions before the hook state keys and optimizer/schedule ``type`` wrote it:
+    hook state under class names, ``optim.name``, AdamW's beta1 as ``optim.momentum`` with an unused
+    ``optim.nesterov``, a schedule without ``type``."""
+    old = dict(ckpt)
+    old["hooks"] = {LEGACY_HOOK_NAMES.get(k, k): v for k, v in ckpt["hooks"].items()}
+    config = {k: dict(v) if isinstance(v, dict) else v for k, v in ckpt["config"].items()}
+    optim = config["optim"]
+    optim["name"] = optim.pop("type")
+    if optim["name"] == "adamw":
+        assert optim.pop("beta2") == 0.999  # the only value older versions had
+        optim["momentum"], optim["nesterov"] = optim.pop("beta1"), False
+    config["schedule"].pop("type")
+    old["config"] = config
+    return old

@@ -53,7 +53,8 @@ def test_negative_epochs_fail_through_the_cli_before_any_data_is_touched(tmp_pat
     ("train.eval_interval=0", "train.eval_interval", ">= 1"),
     ("train.grad_clip=-1", "train.grad_clip", ">= 0"),
     ("optim.weight_decay=-0.1", "optim.weight_decay", ">= 0"),
-    ("optim.momentum=1.0", "optim.momentum", "< 1"),
+    ("optim.beta1=1.0", "optim.beta1", "< 1"),
+    ("optim.beta2=-0.5", "optim.beta2", ">= 0"),
     ("seed=abc", "seed", "must be an integer"),
     ("seed=true", "seed", "got True (bool)"),
     ("train.ema.decay=0", "train.ema.decay", "> 0 and <= 1"),
@@ -71,6 +72,11 @@ def test_each_bad_value_is_named_with_the_rule_and_an_example(override, key, why
         validate_train_config(compose_config([override]))
     msg = str(e.value)
     assert msg.startswith(f"{key} must be ") and why in msg and f"e.g. {key}=" in msg, msg
+
+
+def test_sgd_momentum_is_checked():
+    with pytest.raises(ConfigError, match=r"optim.momentum must be a number >= 0 and < 1 \(SGD's momentum\)"):
+        validate_train_config(compose_config(["optim=sgd", "optim.momentum=1.0"]))
 
 
 def test_every_shipped_config_passes_and_unknown_or_missing_keys_are_fine():

@@ -39,7 +39,7 @@ def test_two_gloo_processes_stay_identical_and_only_rank0_writes(tmp_path):
     rank0, rank1 = metrics["ddp"]["weight_digests"]
     assert rank0 == rank1, "the ranks ended with different weights"
     ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    saved = state_digest(ckpt["model"]) + state_digest(ckpt["hooks"]["EMAHook"]["module"])
+    saved = state_digest(ckpt["model"]) + state_digest(ckpt["hooks"]["ema"]["module"])
     assert saved == rank0  # and they are the weights rank 0 saved
     assert len(ckpt["rng"]) == 2  # every rank's random state, for an exact DDP resume
 

@@ -12,7 +12,7 @@ from torch import nn
 from facedet.builders import select_device
 from facedet.checkpoint import CheckpointError, load_checkpoint, load_model_state, model_weights, save_checkpoint
 from facedet.engine.ema import ModelEMA
-from facedet.engine.optim import WarmupCosine, build_optimizer
+from facedet.engine.optim import WarmupCosine, build_optimizer, build_schedule
 from facedet.registry import ConfigError
 
 
@@ -101,9 +101,11 @@ def test_weights_of_another_model_fail_listing_the_keys():
     assert "other.pt" in msg and "unexpected (2): 2.weight, 2.bias" in msg and "0.weight (4, 2) vs (3, 2)" in msg
 
 
-def test_model_weights_prefers_ema():
-    ck = {"model": {"a": torch.zeros(1)}, "hooks": {"EMAHook": {"module": {"a": torch.ones(1)}, "updates": 1}}}
-    assert model_weights(ck)[0] == "ema" and model_weights(ck, use_ema=False)[0] == "model"
+@pytest.mark.parametrize("key", ["ema", "EMAHook"])  # today's state key, and the class name older checkpoints used
+def test_model_weights_prefers_ema(key):
+    ck = {"model": {"a": torch.zeros(1)}, "hooks": {key: {"module": {"a": torch.ones(1)}, "updates": 1}}}
+    which, state = model_weights(ck)
+    assert which == "ema" and state["a"].item() == 1.0 and model_weights(ck, use_ema=False)[0] == "model"
     assert model_weights({"model": {}})[0] == "model"
 
 
@@ -114,8 +116,26 @@ def test_device_selection():
 
 def test_adamw_is_selectable_and_keeps_the_decay_groups():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
-    opt = build_optimizer(model, name="adamw", lr=0.002, momentum=0.9, weight_decay=1e-3)
+    opt = build_optimizer(model, {"type": "adamw", "lr": 0.002, "beta1": 0.9, "beta2": 0.999, "weight_decay": 1e-3})
     assert isinstance(opt, torch.optim.AdamW) and opt.defaults["betas"] == (0.9, 0.999)
     assert [g["weight_decay"] for g in opt.param_groups] == [1e-3, 0.0]
-    with pytest.raises(ConfigError, match="Known optimizers: adamw, sgd"):
-        build_optimizer(model, name="adam_w", lr=0.1)
+    with pytest.raises(ConfigError, match="Known optimizers: adamw, sgd. Did you mean 'adamw'"):
+        build_optimizer(model, {"type": "adam_w", "lr": 0.1})
+    with pytest.raises(ConfigError, match="Unknown key 'optim.momentum' for optimizer 'adamw'"):
+        build_optimizer(model, {"type": "adamw", "lr": 0.1, "momentum": 0.9})  # AdamW's is beta1
+
+
+def test_optimizer_and_schedule_of_the_shipped_configs(compose_cfg):
+    """configs/optim/*.yaml build the optimizers of before (AdamW betas (0.9, 0.999) exactly, SGD
+    Nesterov 0.937), the weight decay scaled by accumulation; configs/schedule/cosine.yaml the cosine."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    adamw = build_optimizer(model, compose_cfg(["optim=adamw"]).optim, weight_decay_scale=0.5)
+    assert type(adamw) is torch.optim.AdamW and adamw.defaults["betas"] == (0.9, 0.999)
+    assert adamw.defaults["lr"] == 0.002 and [g["weight_decay"] for g in adamw.param_groups] == [0.00025, 0.0]
+    sgd = build_optimizer(model, compose_cfg(["optim=sgd"]).optim)
+    assert type(sgd) is torch.optim.SGD and sgd.defaults["momentum"] == 0.937 and sgd.defaults["nesterov"]
+    cfg = compose_cfg([])
+    f = build_schedule(cfg.schedule, steps_per_epoch=10, epochs=20)
+    assert (f.total_steps, f.warmup_steps) == (200, 100)  # warmup_min_steps=100 beats 1 epoch of 10
+    with pytest.raises(ConfigError, match="Unknown schedule 'cosin' at 'schedule.type'"):
+        build_schedule({**cfg.schedule, "type": "cosin"}, steps_per_epoch=10, epochs=2)

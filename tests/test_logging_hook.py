@@ -11,7 +11,8 @@ from facedet.engine.hooks import LoggingHook
 
 def test_the_epoch_line_shows_the_mean_of_each_loss_term(caplog):
     trainer = SimpleNamespace(steps_per_epoch=3, iter_in_epoch=0, epoch=0, max_epochs=2, step=0, lr=0.01,
-                              train_loader=SimpleNamespace(batch_size=4), metrics={}, is_best=False, losses={})
+                              train_loader=SimpleNamespace(batch_size=4), metrics={}, is_best=False, losses={},
+                              world_size=1, grad_norm=math.nan, skipped_steps=0, tb_writer=None)
     hook = LoggingHook(None, progress=False)
     hook.trainer = trainer
     hook.before_train()

@@ -19,11 +19,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from facedet.checkpoint import CheckpointError, load_checkpoint
+from facedet.checkpoint import CheckpointError, load_checkpoint, model_weights
 from facedet.engine.optim import WarmupCosine
 from facedet.engine.resume import find_resume_checkpoint
 from facedet.engine.run import run_training
 from facedet.engine.trainer import HookBase
+from tests.checkpoint_utils import to_legacy_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, BATCHES = 4, 6  # 24 training images / batch 4; accumulate 2 -> 3 optimizer steps per epoch
@@ -94,7 +95,7 @@ run_training(cfg, sys.argv[2], progress=False, extra_hooks=[RandomJitter(), Step
 def tensors(ckpt: dict) -> dict[str, torch.Tensor]:
     """Every tensor a continued run depends on: weights, EMA, optimizer momentum, RNG states."""
     out = {f"model.{k}": v for k, v in ckpt["model"].items()}
-    out |= {f"ema.{k}": v for k, v in ckpt["hooks"]["EMAHook"]["module"].items()}
+    out |= {f"ema.{k}": v for k, v in ckpt["hooks"]["ema"]["module"].items()}
     for pid, st in ckpt["optimizer"]["state"].items():
         out |= {f"opt.{pid}.{k}": v for k, v in st.items() if torch.is_tensor(v)}
     out["rng.torch"] = ckpt["rng"][0]["torch"]
@@ -109,7 +110,7 @@ def assert_identical(a_path: Path, b_path: Path, note: str) -> None:
     assert not differ, f"{note}: {len(differ)} tensors differ, e.g. {differ[:5]}"
     for key in ("step", "optimizer_steps", "epoch", "epoch_done"):
         assert a[key] == b[key], (note, key)
-    assert a["hooks"]["EMAHook"]["updates"] == b["hooks"]["EMAHook"]["updates"]
+    assert a["hooks"]["ema"]["updates"] == b["hooks"]["ema"]["updates"]
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +181,25 @@ def test_sigterm_mid_epoch_saves_last_and_resumes_exactly(compose_cfg, data_root
     assert result["resumed_from"] == str(path)
     assert_identical(reference / "checkpoints" / "last.pt", runs / "b" / "checkpoints" / "last.pt",
                      "SIGTERM after step 9")
+
+
+def test_a_checkpoint_of_the_older_layout_resumes_exactly(compose_cfg, data_root, reference, tmp_path):
+    """A run stopped by an older version (hook state under class names, optim.name/momentum/nesterov,
+    no schedule.type) is found by train.resume=true and continues bit-identically."""
+    cfg = compose_cfg(tiny_overrides(data_root))
+    runs = tmp_path / cfg.name
+    run_training(cfg, runs / "a", progress=False, extra_hooks=[RandomJitter(), SignalAtStep(9, signal.SIGTERM)])
+    last = runs / "a" / "checkpoints" / "last.pt"
+    legacy = to_legacy_layout(load_checkpoint(last))
+    assert "EMAHook" in legacy["hooks"] and "name" in legacy["config"]["optim"]
+    torch.save(legacy, last)
+    assert model_weights(load_checkpoint(last))[0] == "ema"
+
+    cfg_b = compose_cfg(tiny_overrides(data_root, "train.resume=true"))
+    result = run_training(cfg_b, runs / "b", progress=False, extra_hooks=[RandomJitter()])
+    assert result["resumed_from"] == str(last) and result["steps"] == EPOCHS * BATCHES
+    assert_identical(reference / "checkpoints" / "last.pt", runs / "b" / "checkpoints" / "last.pt",
+                     "resumed from a checkpoint of the older layout")
 
 
 def test_resume_with_more_epochs_stretches_the_cosine(compose_cfg, data_root, reference, tmp_path, caplog):

@@ -13,6 +13,8 @@ from torch import nn
 from facedet.engine.sat import SATHook, adversarial_images
 from facedet.models import build_detector
 
+_NO_SCALER = torch.amp.GradScaler("cpu", enabled=False)  # the trainer's scaler off the GPU
+
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
@@ -79,7 +81,7 @@ class _NaNModel(nn.Module):
 
 def test_nan_falls_back_to_clean_images_and_is_counted():
     hook = SATHook(p=1.0, epsilon=0.05)
-    hook.trainer = SimpleNamespace(model=_NaNModel(), step=0, amp=False, scaler=None)
+    hook.trainer = SimpleNamespace(model=_NaNModel(), step=0, amp=False, scaler=_NO_SCALER)
     batch = _batch()
     out = hook.preprocess_batch(batch)
     assert out["images"] is batch["images"] and hook.nan_fallbacks == 1 and hook.applied == 0
@@ -98,7 +100,7 @@ class _Tiny(nn.Module):
 def test_the_coin_is_reproducible_per_step():
     def applied(seed):
         hook = SATHook(p=0.5, epsilon=0.01, seed=seed)
-        hook.trainer = SimpleNamespace(model=_Tiny(), step=0, amp=False, scaler=None)
+        hook.trainer = SimpleNamespace(model=_Tiny(), step=0, amp=False, scaler=_NO_SCALER)
         out = []
         for step in range(12):
             hook.trainer.step = step

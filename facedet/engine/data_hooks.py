@@ -1,8 +1,9 @@
 """Training hooks of the data pipeline: close-mosaic, multi-scale, and the sample grid for TensorBoard.
 
-``build_data_hooks(cfg, train_loader)`` builds them (and SAT, see ``sat.py``) from the ``aug``
-config, in the order their ``preprocess_batch`` must run: multi-scale, SAT, then the grid (which so
-shows the images the model is really fed).
+Each is registered in ``HOOKS`` under the ``aug`` key that configures it (``aug.close_mosaic: N``,
+``aug.multi_scale: {...}``; SAT in ``sat.py``), and ``build_data_hooks`` builds the ones the ``aug``
+node asks for. Their ``priority`` puts their ``preprocess_batch`` in the order it must run:
+multi-scale, SAT, then the grid (which so shows the images the model is really fed).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from facedet.engine.trainer import HookBase
-from facedet.registry import ConfigError
+import facedet.engine.sat  # noqa: F401  (registers the "sat" hook)
+from facedet.engine.hook_base import PRIORITY_CLOSE_MOSAIC, PRIORITY_MULTI_SCALE, PRIORITY_SAMPLE_GRID, HookBase
+from facedet.registry import HOOKS, ConfigError, accepted_arguments, build
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,9 @@ class CloseMosaicHook(HookBase):
     ends on images like the test images. The wrappers' probabilities live in shared memory, so the
     loader's persistent workers see the change from the next epoch on; the state follows from the
     epoch, so a resumed run gets it right too."""
+
+    priority = PRIORITY_CLOSE_MOSAIC
+    state_key = "close_mosaic"
 
     def __init__(self, wrappers: list[Any], *, epochs: int) -> None:
         self.wrappers = wrappers
@@ -69,6 +74,9 @@ class MultiScaleHook(HookBase):
     (YOLOv3's multi-scale training). The size is a function of (seed, step): reproducible, identical
     on every DDP rank, and unchanged by a resume."""
 
+    priority = PRIORITY_MULTI_SCALE
+    state_key = "multi_scale"
+
     def __init__(self, *, img_size: int, min_scale: float, max_scale: float, seed: int = 0, stride: int = 32,
                  min_face_size: float = 0.0) -> None:
         if not 0 < min_scale <= max_scale:
@@ -87,7 +95,10 @@ class MultiScaleHook(HookBase):
 
 class SampleGridHook(HookBase):
     """Sends a grid of the first training batch (as fed to the model: after augmentation,
-    multi-scale and SAT) to TensorBoard, with faces in green and ignored faces in orange."""
+    multi-scale and SAT) to ``trainer.tb_writer``, with faces in green and ignored faces in orange."""
+
+    priority = PRIORITY_SAMPLE_GRID
+    state_key = "sample_grid"
 
     def __init__(self, *, max_images: int = 16) -> None:
         self.max_images = max_images
@@ -96,7 +107,7 @@ class SampleGridHook(HookBase):
     def preprocess_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
         if not self.done:
             self.done = True
-            writer = next((h.writer for h in self.trainer.hooks if getattr(h, "writer", None) is not None), None)
+            writer = self.trainer.tb_writer
             if writer is not None:
                 from facedet.data.visualize import batch_grid
 
@@ -105,28 +116,61 @@ class SampleGridHook(HookBase):
         return batch
 
 
-def build_data_hooks(cfg: DictConfig, train_loader: Any) -> list[HookBase]:
-    """The data hooks the ``aug`` config asks for (close-mosaic, multi-scale, SAT) plus the grid."""
+@HOOKS.register("close_mosaic")
+def close_mosaic(*, epochs: int | None, train_dataset: Any) -> CloseMosaicHook | None:
+    """``aug.close_mosaic: N``: mosaic and mixup off for the last N epochs (0 or null: never)."""
     from facedet.data.mosaic import find_wrappers
 
-    aug, hooks = cfg.aug, []
-    wrappers = find_wrappers(train_loader.dataset)
-    close = int(aug.get("close_mosaic", 0) or 0)
-    if close > 0:
-        if not wrappers:
-            log.warning("aug.close_mosaic=%d has no effect: neither mosaic nor mixup is on", close)
-        else:
-            hooks.append(CloseMosaicHook(wrappers, epochs=close))
-    ms = aug.get("multi_scale")
-    if ms is not None and ms.get("enabled", False):
-        hooks.append(MultiScaleHook(img_size=int(cfg.data.img_size), min_scale=float(ms.min_scale),
-                                    max_scale=float(ms.max_scale), seed=int(cfg.seed),
-                                    min_face_size=float(aug.get("min_face_size", 0) or 0)))
-    sat = aug.get("sat")
-    if sat is not None and float(sat.get("p", 0)) > 0:
-        from facedet.engine.sat import SATHook
+    epochs = int(epochs or 0)
+    if epochs <= 0:
+        return None
+    wrappers = find_wrappers(train_dataset)
+    if not wrappers:
+        log.warning("aug.close_mosaic=%d has no effect: neither mosaic nor mixup is on", epochs)
+        return None
+    return CloseMosaicHook(wrappers, epochs=epochs)
 
-        hooks.append(SATHook(p=float(sat.p), epsilon=float(sat.epsilon), seed=int(cfg.seed)))
-    if cfg.train.get("tensorboard", False):
-        hooks.append(SampleGridHook())
-    return hooks
+
+@HOOKS.register("multi_scale")
+def multi_scale(*, enabled: bool = False, min_scale: float = 0.5, max_scale: float = 1.5, img_size: int,
+                seed: int, min_face_size: float | None = 0.0) -> MultiScaleHook | None:
+    """``aug.multi_scale: {enabled, min_scale, max_scale}``: a random input size per batch."""
+    if not enabled:
+        return None
+    return MultiScaleHook(img_size=int(img_size), min_scale=float(min_scale), max_scale=float(max_scale),
+                          seed=int(seed), min_face_size=float(min_face_size or 0))
+
+
+@HOOKS.register("sample_grid")
+def sample_grid(*, max_images: int = 16) -> SampleGridHook:
+    """The first training batch as a TensorBoard image grid (built when ``train.tensorboard``)."""
+    return SampleGridHook(max_images=max_images)
+
+
+def build_data_hooks(aug: DictConfig | dict[str, Any], *, train_dataset: Any, img_size: int, seed: int,
+                     tensorboard: bool) -> list[HookBase]:
+    """The hooks the ``aug`` node asks for: each of its keys registered in ``HOOKS`` is built from
+    its value (a mapping of the hook's keys, or a single number for a hook with one key, as
+    ``close_mosaic: 3``) with the run's values it needs; a hook that its config switches off
+    builds to nothing. Plus the sample grid with ``tensorboard``."""
+    node = OmegaConf.to_container(aug, resolve=True) if isinstance(aug, DictConfig) else dict(aug)
+    context = {"train_dataset": train_dataset, "img_size": img_size, "seed": seed,
+               "min_face_size": node.get("min_face_size")}
+    hooks = [_build_hook(name, value, context) for name, value in node.items() if name in HOOKS]
+    if tensorboard:
+        hooks.append(build({"type": "sample_grid"}, HOOKS, where="sample_grid"))
+    return [h for h in hooks if h is not None]
+
+
+def _build_hook(name: str, value: Any, context: dict[str, Any]) -> HookBase | None:
+    """``HOOKS[name]`` from the config ``value`` plus the ``context`` values its factory takes."""
+    accepted = accepted_arguments(HOOKS.get(name))[0]
+    extra = {k: v for k, v in context.items() if k in accepted}
+    if value is None:
+        return None
+    if not isinstance(value, dict):  # a single number: the one key the hook's config has
+        keys = [k for k in accepted if k not in context]
+        if len(keys) != 1:
+            raise ConfigError(f"aug.{name} must be a mapping of {', '.join(keys)}, got {value!r}")
+        value = {keys[0]: value}
+    return build({"type": name, **value}, HOOKS, where=f"aug.{name}", **extra)

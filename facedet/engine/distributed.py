@@ -229,3 +229,25 @@ def hydra_overrides_for_rank() -> list[str]:
     if env_world().rank == 0:
         return []
     return ["hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=stdout"]
+
+
+class _LossForward(torch.nn.Module):
+    """Routes ``model.loss`` through ``forward`` so DistributedDataParallel sees the pass."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return self.model.loss(images, targets)
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device, find_unused_parameters: bool) -> torch.nn.Module:
+    """``model.loss`` under DistributedDataParallel (the trainer keeps the bare model for hooks,
+    EMA and checkpoints)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    # buffers: synced once at construction, then averaged per optimizer step (BufferKeeper)
+    return DistributedDataParallel(_LossForward(model), device_ids=ids, output_device=ids[0] if ids else None,
+                                   forward_sync_buffers=False, find_unused_parameters=find_unused_parameters)

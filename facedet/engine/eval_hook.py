@@ -11,14 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from facedet.builders import EvalSpec
 from facedet.engine import distributed as du
 from facedet.engine.evaluate import HEADLINE, evaluate
-from facedet.engine.trainer import HookBase
+from facedet.engine.hook_base import PRIORITY_EVAL, HookBase
 from facedet.evaluation.base import build_evaluators
-from facedet.inference.tta import DEFAULT_SCALES, TTA
+from facedet.inference.tta import TTA
 from facedet.registry import ConfigError, closest
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,12 @@ class EvalHook(HookBase):
 
     ``evaluators`` (default: COCO on the loader's records) are all run on the same predictions;
     ``tta`` is the test-time augmentation; with ``pr_curves`` a PNG per evaluation is written to
-    ``run_dir/pr_curves/epoch_NNN.png``.
+    ``run_dir/pr_curves/epoch_NNN.png``. Writes ``trainer.metrics``, ``best_metric``,
+    ``best_metrics`` and ``is_best``; evaluates ``trainer.eval_model``.
     """
+
+    priority = PRIORITY_EVAL
+    state_key = "eval"
 
     def __init__(self, loader: DataLoader, *, interval: int, metric: str, run_dir: Path,
                  settings: dict[str, Any], progress: bool = True, evaluators: Sequence[Any] | None = None,
@@ -74,7 +78,7 @@ class EvalHook(HookBase):
         done = t.epoch + 1
         if done % self.interval and done != t.max_epochs:
             return
-        model = getattr(t, "eval_model", t.model)
+        model = t.eval_model
         start = time.perf_counter()
         main = du.is_main_process()  # under DDP every rank evaluates its share; rank 0 writes
         png = self.run_dir / "pr_curves" / f"epoch_{done:03d}.png" if self.pr_curves and main else None
@@ -113,15 +117,8 @@ def summary_line(metrics: dict[str, Any]) -> str:
     return " ".join(parts) + (f" | AP50 by face size: {' '.join(sizes)}" if sizes else "")
 
 
-def build_eval_hook(cfg: DictConfig, val_loader: DataLoader, *, run_dir: Path, settings: dict[str, Any],
+def build_eval_hook(spec: EvalSpec, val_loader: DataLoader, *, run_dir: Path, settings: dict[str, Any],
                     progress: bool = True) -> EvalHook:
-    """The EvalHook of a training config: ``train.eval_interval``, ``train.best_metric`` and the
-    ``eval`` node (``evaluators``, ``tta``, ``tta_scales``, ``pr_curve``)."""
-    e = cfg.get("eval") or {}
-    node = e.get("evaluators")
-    evaluators = build_evaluators(OmegaConf.to_container(node, resolve=True) if node is not None else None,
-                                  val_loader.dataset.records)
-    tta = TTA.from_mode(e.get("tta", "none"), e.get("tta_scales", DEFAULT_SCALES))
-    return EvalHook(val_loader, interval=cfg.train.eval_interval, metric=cfg.train.best_metric, run_dir=run_dir,
-                    settings=settings, progress=progress, evaluators=evaluators, tta=tta,
-                    pr_curves=bool(e.get("pr_curve", True)))
+    """The EvalHook of a training run, from its parsed ``eval`` node (``facedet.builders.EvalSpec``)."""
+    return EvalHook(val_loader, interval=spec.interval, metric=spec.best_metric, run_dir=run_dir, settings=settings,
+                    progress=progress, evaluators=spec.evaluators, tta=spec.tta, pr_curves=spec.pr_curve)

@@ -11,17 +11,21 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from facedet.checkpoint import save_checkpoint
+from facedet.checkpoint import EMA_STATE_KEY, save_checkpoint
 from facedet.engine import distributed as du
 from facedet.engine.ema import ModelEMA
 from facedet.engine.eval_hook import EvalHook  # noqa: F401  (lives in eval_hook.py; importable here)
-from facedet.engine.trainer import HookBase
+from facedet.engine.hook_base import PRIORITY_CHECKPOINT, PRIORITY_EMA, PRIORITY_LOGGING, HookBase
 
 log = logging.getLogger(__name__)
 
 
 class EMAHook(HookBase):
-    """Keeps an exponential moving average of the weights; evaluation and `best` use it."""
+    """Keeps an exponential moving average of the weights; evaluation and `best` use it
+    (``trainer.eval_model``)."""
+
+    priority = PRIORITY_EMA
+    state_key = EMA_STATE_KEY
 
     def __init__(self, ema: ModelEMA) -> None:
         self.ema = ema
@@ -30,7 +34,7 @@ class EMAHook(HookBase):
         self.trainer.eval_model = self.ema.module
 
     def after_step(self) -> None:
-        if getattr(self.trainer, "stepped", True):  # not while accumulating, not after a skipped step
+        if self.trainer.stepped:  # not while accumulating, not after a skipped step
             self.ema.update(self.trainer.model)
 
     def state_dict(self) -> dict[str, Any]:
@@ -51,6 +55,9 @@ class CheckpointHook(HookBase):
     in ``after_step``/``after_epoch``, or a resumed run would see different ones.
     """
 
+    priority = PRIORITY_CHECKPOINT
+    state_key = "checkpoint"
+
     def __init__(self, ckpt_dir: Path, *, config: dict[str, Any], interval_steps: int = 0) -> None:
         self.dir = Path(ckpt_dir)
         self.config = config
@@ -68,7 +75,7 @@ class CheckpointHook(HookBase):
 
     def after_step(self) -> None:
         t = self.trainer
-        if (self.interval_steps and getattr(t, "stepped", True) and t.optimizer_steps % self.interval_steps == 0
+        if (self.interval_steps and t.stepped and t.optimizer_steps % self.interval_steps == 0
                 and t.iter_in_epoch < t.steps_per_epoch):  # the epoch end saves anyway
             self._save()
 
@@ -88,13 +95,17 @@ class CheckpointHook(HookBase):
 class LoggingHook(HookBase):
     """A tqdm bar per epoch, TensorBoard scalars (losses, lr, images/s, metrics) and a log line
     per epoch with the epoch's mean of each loss term (over its finite steps: a skipped NaN step is
-    counted apart), not the last batch's, which is noise."""
+    counted apart), not the last batch's, which is noise. Its writer is ``trainer.tb_writer``."""
+
+    priority = PRIORITY_LOGGING
+    state_key = "logging"
 
     def __init__(self, tb_dir: Path | None, *, log_interval: int = 10, progress: bool = True) -> None:
         self.tb_dir = tb_dir
         self.log_interval = max(1, log_interval)
         self.progress = progress
         self.writer = None
+        self.bar: tqdm | None = None
 
     def before_train(self) -> None:
         if self.tb_dir is not None:
@@ -118,7 +129,7 @@ class LoggingHook(HookBase):
 
     def after_step(self) -> None:
         t = self.trainer
-        self.images += (t.train_loader.batch_size or 0) * getattr(t, "world_size", 1)  # all ranks
+        self.images += (t.train_loader.batch_size or 0) * t.world_size  # all ranks
         for k, v in t.losses.items():
             self.loss_sums.setdefault(k, 0.0)
             self.loss_counts.setdefault(k, 0)
@@ -134,9 +145,9 @@ class LoggingHook(HookBase):
                 self.writer.add_scalar("train/lr", t.lr, t.step)
                 ips = self.images / max(time.perf_counter() - self.t0, 1e-9)
                 self.writer.add_scalar("train/images_per_s", ips, t.step)
-                if math.isfinite(getattr(t, "grad_norm", math.nan)):
+                if math.isfinite(t.grad_norm):
                     self.writer.add_scalar("train/grad_norm", t.grad_norm, t.step)
-                self.writer.add_scalar("train/skipped_steps", getattr(t, "skipped_steps", 0), t.step)
+                self.writer.add_scalar("train/skipped_steps", t.skipped_steps, t.step)
 
     def after_epoch(self) -> None:
         t = self.trainer
@@ -147,7 +158,7 @@ class LoggingHook(HookBase):
                          if k.startswith("loss"))  # `loss` first; num_pos and the like are not losses
         line = (f"epoch {t.epoch + 1}/{t.max_epochs} {terms or 'loss nan'} (epoch means) "
                 f"lr {t.lr:.4g} {self.images / max(secs, 1e-9):.1f} img/s")
-        if getattr(t, "skipped_steps", 0):
+        if t.skipped_steps:
             line += f" ({t.skipped_steps} non-finite steps skipped so far)"
         if t.metrics.get("epoch") == t.epoch + 1:
             line += f" | AP50 {t.metrics['AP50']:.4f} AP {t.metrics['AP']:.4f}" + (" (best)" if t.is_best else "")
@@ -162,7 +173,7 @@ class LoggingHook(HookBase):
         log.info(line)
 
     def after_train(self) -> None:
-        if getattr(self, "bar", None) is not None:
+        if self.bar is not None:
             self.bar.close()
         if self.writer is not None:
             self.writer.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from facedet.engine.trainer import HookBase
+from facedet.engine.hook_base import PRIORITY_MODEL, HookBase
 from facedet.models.specials import DropBlock
 
 
@@ -13,6 +13,9 @@ class DropBlockHook(HookBase):
     linearly from 1 to ``1 - dropblock`` over the whole run, i.e. every ``DropBlock``'s ``progress``
     is the fraction of training done, ``(epoch + step in epoch / steps per epoch) / epochs``.
     A pure function of the trainer's step, so a resumed run continues the same schedule."""
+
+    priority = PRIORITY_MODEL
+    state_key = "dropblock"
 
     def __init__(self, blocks: list[DropBlock]) -> None:
         self.blocks = blocks

@@ -1,43 +1,35 @@
-"""Optimizer and learning-rate schedule."""
+"""Optimizers (``OPTIMIZERS``) and learning-rate schedules (``SCHEDULES``), built from the ``optim``
+and ``schedule`` config nodes by ``facedet.registry.build``."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from facedet.registry import ConfigError
-
-
-def _sgd(groups: list[dict[str, Any]], *, lr: float, momentum: float, nesterov: bool) -> torch.optim.Optimizer:
-    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
-
-
-def _adamw(groups: list[dict[str, Any]], *, lr: float, momentum: float, nesterov: bool) -> torch.optim.Optimizer:
-    # momentum is Adam's beta1, as in ultralytics; Nesterov has no meaning here
-    return torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999))
-
+from facedet.registry import OPTIMIZERS, SCHEDULES, build
 
 # SGD for long schedules (YOLOv4's choice); AdamW converges faster in short from-scratch runs
 # (a few thousand steps), which is why ultralytics' "auto" optimizer picks it below 10k iterations.
-OPTIMIZERS = {"sgd": _sgd, "adamw": _adamw}
 
 
-def build_optimizer(
-    model: nn.Module,
-    *,
-    lr: float,
-    momentum: float = 0.937,
-    nesterov: bool = True,
-    weight_decay: float = 5e-4,
-    name: str = "sgd",
-) -> torch.optim.Optimizer:
-    """``name`` (sgd, adamw) with weight decay on conv/linear weights only: decaying BatchNorm scales
-    and biases only shrinks them toward values that hurt (and can kill channels)."""
-    if name not in OPTIMIZERS:
-        raise ConfigError(f"Unknown optimizer 'optim.name={name}'. Known optimizers: {', '.join(sorted(OPTIMIZERS))}.")
+@OPTIMIZERS.register("sgd")
+def sgd(*, params: list[dict[str, Any]], lr: float, momentum: float = 0.937, nesterov: bool = True) -> torch.optim.SGD:
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov)
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(*, params: list[dict[str, Any]], lr: float, beta1: float = 0.9, beta2: float = 0.999) -> torch.optim.AdamW:
+    return torch.optim.AdamW(params, lr=lr, betas=(beta1, beta2))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on conv/linear weights only: decaying BatchNorm scales and biases only shrinks
+    them toward values that hurt (and can kill channels)."""
     decay, no_decay = [], []
     for module in model.modules():
         for pname, p in module.named_parameters(recurse=False):
@@ -45,8 +37,19 @@ def build_optimizer(
                 continue
             is_norm = isinstance(module, nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm)
             (no_decay if is_norm or pname == "bias" else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return OPTIMIZERS[name](groups, lr=lr, momentum=momentum, nesterov=nesterov)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, node: Mapping[str, Any] | DictConfig | None = None, *,
+                    weight_decay_scale: float = 1.0, **values: Any) -> torch.optim.Optimizer:
+    """The optimizer of an ``optim`` node (``type``: sgd, adamw; ``lr``; ``weight_decay``; the
+    optimizer's own keys) for ``model``'s parameters, ``values`` overriding the node's keys
+    (``build_optimizer(model, lr=0.01)`` is SGD). The weight decay, times ``weight_decay_scale``
+    (gradient accumulation's), goes to the conv/linear weights only (``param_groups``)."""
+    plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
+    spec: dict[str, Any] = {"type": "sgd", **plain, **values}
+    weight_decay = float(spec.pop("weight_decay", 5e-4)) * weight_decay_scale
+    return build(spec, OPTIMIZERS, where="optim", params=param_groups(model, weight_decay))
 
 
 class WarmupCosine:
@@ -67,6 +70,20 @@ class WarmupCosine:
         span = max(1, self.total_steps - self.warmup_steps)
         t = min(1.0, (step - self.warmup_steps) / span)
         return self.final_ratio + (1 - self.final_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+@SCHEDULES.register("cosine")
+def warmup_cosine(*, steps_per_epoch: int, epochs: int, warmup_epochs: float = 1.0, warmup_min_steps: int = 100,
+                  warmup_start: float = 0.01, final_ratio: float = 0.01) -> WarmupCosine:
+    """Linear warmup over ``warmup_epochs`` (at least ``warmup_min_steps`` steps), then cosine decay."""
+    warmup = max(int(warmup_epochs * steps_per_epoch), int(warmup_min_steps))
+    return WarmupCosine(total_steps=steps_per_epoch * epochs, warmup_steps=warmup, final_ratio=final_ratio,
+                        warmup_start=warmup_start)
+
+
+def build_schedule(node: Mapping[str, Any] | DictConfig, *, steps_per_epoch: int, epochs: int) -> Any:
+    """The learning-rate factor per step of a ``schedule`` node (``type: cosine``, ...)."""
+    return build(node, SCHEDULES, where="schedule", steps_per_epoch=steps_per_epoch, epochs=epochs)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, base_lr: float, factor: float) -> float:

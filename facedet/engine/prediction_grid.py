@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.utils import draw_bounding_boxes, make_grid
 
-from facedet.engine.trainer import HookBase
+from facedet.engine.hook_base import PRIORITY_PREDICTION_GRID, HookBase
 
 
 class PredictionGridHook(HookBase):
@@ -17,6 +17,9 @@ class PredictionGridHook(HookBase):
     on the first ``num_images`` items of ``dataset`` (the validation set, in input pixels), and
     adds the grid to ``trainer.tb_writer`` as ``val/predictions``. Needs the LoggingHook's writer;
     does nothing without one (rank > 0, TensorBoard off)."""
+
+    priority = PRIORITY_PREDICTION_GRID
+    state_key = "prediction_grid"
 
     def __init__(self, dataset: Dataset, *, num_images: int = 8, score_thresh: float = 0.3, nrow: int = 4) -> None:
         self.dataset = dataset
@@ -27,10 +30,10 @@ class PredictionGridHook(HookBase):
 
     def after_epoch(self) -> None:
         t = self.trainer
-        writer = getattr(t, "tb_writer", None)
+        writer = t.tb_writer
         if writer is None or not self.num_images or t.metrics.get("epoch") != t.epoch + 1:
             return
-        writer.add_image("val/predictions", self.render(getattr(t, "eval_model", t.model), t.device), t.step)
+        writer.add_image("val/predictions", self.render(t.eval_model, t.device), t.step)
 
     @torch.no_grad()
     def render(self, model: torch.nn.Module, device: torch.device) -> torch.Tensor:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,19 +16,19 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from facedet.anchors import check_training_anchors
-from facedet.builders import build_loaders, eval_settings, seed_everything, select_device
-from facedet.checkpoint import CheckpointError, load_checkpoint, remove_stale_temps, require_training_checkpoint
+from facedet.builders import build_eval_spec, build_loaders, eval_settings, seed_everything, select_device
 from facedet.config_check import validate_train_config
 from facedet.engine import distributed as du
 from facedet.engine.data_hooks import build_data_hooks
 from facedet.engine.ema import ModelEMA
 from facedet.engine.eval_hook import build_eval_hook
+from facedet.engine.hook_base import HookBase
 from facedet.engine.hooks import CheckpointHook, EMAHook, EvalHook, LoggingHook, count_parameters
 from facedet.engine.model_hooks import model_hooks
-from facedet.engine.optim import WarmupCosine, build_optimizer
+from facedet.engine.optim import build_optimizer, build_schedule
 from facedet.engine.prediction_grid import PredictionGridHook
-from facedet.engine.resume import EVAL_DEFINING, find_resume_checkpoint, incompatible
-from facedet.engine.trainer import HookBase, Trainer
+from facedet.engine.resume import resume_trainer
+from facedet.engine.trainer import Trainer
 from facedet.evaluation.base import to_json
 from facedet.models import Detector, build_detector
 from facedet.models.info import model_info
@@ -72,7 +70,8 @@ def run_training(cfg: DictConfig, run_dir: str | Path, *, progress: bool = True,
     """Train per ``cfg`` into ``run_dir``; returns the final metrics (also in ``metrics.json``).
 
     Under ``torchrun`` every process calls this; rank 0's ``run_dir`` is used by all, and only
-    rank 0 writes there. ``extra_hooks`` run before the checkpoint and logging hooks.
+    rank 0 writes there. ``extra_hooks`` run by their ``priority``: by default after the data hooks,
+    before the checkpoint and logging hooks (``facedet.engine.hook_base``).
     ``result["interrupted"]`` names the signal when SIGTERM/SIGINT stopped the run (``last.pt``
     is saved at that point and the run resumes exactly from it).
     """
@@ -131,79 +130,28 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, world: du.DistI
     log.info("model %s on %s: %s\n%s", cfg.model.name, device, info.summary(), info.table())
     if main:
         check_training_anchors(cfg, train_loader.dataset, model)  # logs the fit; warns below BPR 0.98, saying why
-    if t.get("sync_bn", False) and world.enabled:
-        if device.type == "cuda":
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        else:
-            log.warning("train.sync_bn needs CUDA (torch's SyncBatchNorm); on the CPU each process keeps its own "
-                        "BatchNorm statistics")
-
-    o, s, nominal = cfg.optim, cfg.schedule, int(t.get("nominal_batch_size", 0))
-    accumulate, wd_scale = accumulation(int(t.batch_size), nominal)
+    model = _sync_bn(model, device, enabled=bool(t.get("sync_bn", False)) and world.enabled)
+    accumulate, wd_scale = accumulation(int(t.batch_size), int(t.get("nominal_batch_size", 0)))
     if accumulate > 1 or wd_scale != 1.0:
         log.info("gradient accumulation: %d batches of %d per optimizer step (nominal batch %d); weight decay "
-                 "x %.3g", accumulate, t.batch_size, nominal, wd_scale)
-    optimizer = build_optimizer(model, name=o.name, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
-                                weight_decay=o.weight_decay * wd_scale)
-    steps = len(train_loader) * t.epochs
-    warmup = max(int(s.warmup_epochs * len(train_loader)), int(s.warmup_min_steps))
-    lr_factor = WarmupCosine(total_steps=steps, warmup_steps=warmup, final_ratio=s.final_ratio,
-                             warmup_start=s.warmup_start)
-
-    hooks: list = []
-    if t.ema.enabled:
-        hooks.append(EMAHook(ModelEMA(model, decay=t.ema.decay, tau=t.ema.tau)))
+                 "x %.3g", accumulate, t.batch_size, t.get("nominal_batch_size", 0), wd_scale)
+    optimizer = build_optimizer(model, cfg.optim, weight_decay_scale=wd_scale)
+    lr_factor = build_schedule(cfg.schedule, steps_per_epoch=len(train_loader), epochs=int(t.epochs))
     config_dict = OmegaConf.to_container(cfg, resolve=True)
-    hooks += [
-        build_eval_hook(cfg, val_loader, run_dir=run_dir, settings=eval_settings(cfg), progress=progress),
-        PredictionGridHook(val_loader.dataset, num_images=int(t.get("vis_images", 8))),
-        *model_hooks(model),  # schedules of model options (DropBlock)
-        *build_data_hooks(cfg, train_loader),  # close-mosaic, multi-scale, SAT, sample grid (aug config)
-        *extra_hooks,
-        # checkpoint and logging stay last: a checkpoint captures the random states at its place in this list
-        CheckpointHook(run_dir / "checkpoints", config=config_dict, interval_steps=int(t.get("save_interval", 0))),
-        LoggingHook(run_dir / "tb" if (t.tensorboard and main) else None, log_interval=t.log_interval,
-                    progress=progress),
-    ]
+    hooks = _hooks(cfg, model, train_loader, val_loader, run_dir, config_dict, main=main, progress=progress,
+                   extra_hooks=extra_hooks)
     trainer = Trainer(model=model, optimizer=optimizer, train_loader=train_loader, device=device,
-                      max_epochs=t.epochs, base_lr=o.lr, lr_factor=lr_factor, hooks=hooks, amp=t.amp,
+                      max_epochs=t.epochs, base_lr=cfg.optim.lr, lr_factor=lr_factor, hooks=hooks, amp=t.amp,
                       grad_clip=t.grad_clip, accumulate=accumulate, nan_patience=int(t.get("nan_patience", 10)),
                       find_unused_parameters=bool(t.get("ddp_find_unused", False)))
     if world.rank > 0:
         seed_everything(int(cfg.seed) + world.rank)  # same weights everywhere, different random draws per rank
-    resumed = _resume(trainer, cfg, config_dict, run_dir, lr_factor)
+    resumed = resume_trainer(trainer, cfg, config_dict, run_dir)
     trainer.train()
-
-    best = getattr(trainer, "best_metrics", None) or trainer.metrics
-    result = {
-        "best": best,
-        "final": trainer.metrics,
-        "history": next(h.history for h in hooks if isinstance(h, EvalHook)),
-        "best_metric": t.best_metric,
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "device": str(device),
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "parameters": count_parameters(model),
-        "interrupted": trainer.interrupted,
-        "resumed_from": str(resumed) if resumed else None,
-        "epochs_done": trainer.epoch + int(trainer.epoch_done),
-        "steps": trainer.step,
-        "optimizer_steps": trainer.optimizer_steps,
-        "skipped_steps": trainer.skipped_steps,
-        "amp_overflow_steps": trainer.amp_overflow_steps,
-        "accumulate": accumulate,
-        "world_size": world.world_size,
-    }
-    if world.enabled:  # did the ranks stay bit-identical? (they must: DDP averages the same gradients)
-        ema = next((h.ema.module for h in hooks if isinstance(h, EMAHook)), None)
-        digest = du.state_digest(model.state_dict()) + (du.state_digest(ema.state_dict()) if ema else "")
-        digests = du.all_gather_objects(digest)
-        result["ddp"] = {"backend": world.backend, "weight_digests": digests, "identical": len(set(digests)) == 1}
-        if len(set(digests)) != 1:
-            log.warning("the weights differ between ranks at the end of training: %s", digests)
+    result = _result(cfg, trainer, world, resumed, started)
     if main:
         (run_dir / "metrics.json").write_text(to_json(result, indent=2))  # NaN -> null
+        best = result["best"]
         if "AP50" in best:
             log.info("best %s %.4f (epoch %s) | AP50 %.4f AP50:95 %.4f | %.0f s | run dir %s", t.best_metric,
                      best[t.best_metric], best.get("epoch"), best["AP50"], best["AP"], result["train_seconds"],
@@ -211,78 +159,68 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, world: du.DistI
     return result
 
 
-def _in_multirun() -> bool:
-    """Inside a Hydra ``-m`` sweep: its jobs are siblings that must never resume each other."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def _resume(trainer: Trainer, cfg: DictConfig, config: dict[str, Any], run_dir: Path, lr_factor: Any) -> Path | None:
-    """Load the checkpoint ``train.resume`` names into ``trainer``; returns its path (None: fresh run).
-    ``true``/``auto`` take only this run's own checkpoint, or an earlier run's of the same name
-    (``runs/<name>/*``, not inside a sweep) with a config that differs in resume-compatible keys only."""
-    main = du.is_main_process()
-    if main:
-        remove_stale_temps(run_dir / "checkpoints")  # a save killed mid-write left them; this run writes here
-    name = None if _in_multirun() else str(cfg.name)
-    found = find_resume_checkpoint(cfg.train.get("resume", False), run_dir, name=name, config=config) if main else None
-    path = du.broadcast_object(found)
-    if path is None:
-        return None
-    ckpt = load_checkpoint(path, map_location="cpu")
-    require_training_checkpoint(ckpt, path, needs=("model", "optimizer"), use="train.resume")
-    diffs = incompatible(ckpt.get("config") or {}, config)
-    if diffs:
-        log.warning("resuming %s with a different config, so the run will not continue exactly as it would "
-                    "have: %s", path, "; ".join(diffs))
-    try:
-        trainer.load_state_dict(ckpt, source=str(path))
-    except CheckpointError as e:  # name the config keys behind a weights mismatch
-        model_diffs = [d for d in diffs if d.startswith("model.") and not d.startswith("model.postprocess.")]
-        if not model_diffs:
-            raise
-        raise CheckpointError(f"{path} was trained with another model config ({'; '.join(model_diffs[:6])}): "
-                              f"{e}") from None
-    fresh_best = _reset_best_if_not_comparable(trainer, path, [d for d in diffs if d.startswith(EVAL_DEFINING)])
-    old = ckpt.get("config") or {}
-    old_epochs = (old.get("train") or {}).get("epochs", trainer.max_epochs)
-    if old_epochs != trainer.max_epochs:
-        old_total = int(ckpt.get("steps_per_epoch", trainer.steps_per_epoch)) * int(old_epochs)
-        old_factor = WarmupCosine(total_steps=old_total, warmup_steps=lr_factor.warmup_steps,
-                                  final_ratio=lr_factor.final_ratio, warmup_start=lr_factor.warmup_start)
-        log.info("train.epochs changed %s -> %s: the cosine schedule is recomputed over %d steps, so the learning "
-                 "rate factor at step %d goes %.4g -> %.4g", old_epochs, trainer.max_epochs, lr_factor.total_steps,
-                 trainer.step, old_factor(trainer.step), lr_factor(trainer.step))
-    if trainer.start_epoch >= trainer.max_epochs:
-        log.warning("%s has already done %d epochs and train.epochs=%d: nothing left to train (raise train.epochs "
-                    "to continue)", path, trainer.start_epoch, trainer.max_epochs)
-    where = (f"epoch {trainer.start_epoch + 1}, batch {trainer.start_iter}" if trainer.start_iter
-             else f"the start of epoch {trainer.start_epoch + 1}")
-    log.info("resumed from %s (step %d): continuing at %s of %d", path, trainer.step, where, trainer.max_epochs)
-    source_run = Path(path).absolute().parent.parent
-    if main and source_run != run_dir and not fresh_best:  # keep the new run folder complete
-        for rel in ("checkpoints/best.pt", "predictions.json"):
-            if (source_run / rel).is_file() and not (run_dir / rel).exists():
-                (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source_run / rel, run_dir / rel)
-    return Path(path)
+def _sync_bn(model: Detector, device: torch.device, *, enabled: bool) -> Detector:
+    """``train.sync_bn`` under torchrun: SyncBatchNorm on CUDA (torch has none for the CPU)."""
+    if not enabled:
+        return model
+    if device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    log.warning("train.sync_bn needs CUDA (torch's SyncBatchNorm); on the CPU each process keeps its own "
+                "BatchNorm statistics")
+    return model
 
 
-def _reset_best_if_not_comparable(trainer: Trainer, path: Path, eval_diffs: list[str]) -> bool:
-    """A checkpoint evaluated on other data or with other evaluation settings: its best metric and
-    history say nothing about this run, so forget them (and say why). Returns whether it did."""
-    if not eval_diffs:
-        return False
-    if math.isfinite(trainer.best_metric) or trainer.metrics:
-        log.warning("%s was evaluated on other data or with other evaluation settings (%s): its best metric %.4f "
-                    "does not apply here, so the best, the metrics and the evaluation history start afresh", path,
-                    "; ".join(eval_diffs[:4]) + (f" (+{len(eval_diffs) - 4} more)" if len(eval_diffs) > 4 else ""),
-                    trainer.best_metric)
-    trainer.best_metric, trainer.metrics = float("-inf"), {}
-    trainer.best_metrics = None
-    for hook in trainer.hooks:
-        if isinstance(hook, EvalHook):
-            hook.history = []
-    return True
+def _hooks(cfg: DictConfig, model: Detector, train_loader: Any, val_loader: Any, run_dir: Path,
+           config_dict: dict[str, Any], *, main: bool, progress: bool,
+           extra_hooks: Sequence[HookBase]) -> list[HookBase]:
+    """Every hook of the run; the Trainer orders them by ``priority`` (``facedet.engine.hook_base``)."""
+    t = cfg.train
+    hooks: list[HookBase] = []
+    if t.ema.enabled:
+        hooks.append(EMAHook(ModelEMA(model, decay=t.ema.decay, tau=t.ema.tau)))
+    spec = build_eval_spec(cfg.get("eval"), val_loader.dataset.records, interval=int(t.eval_interval),
+                           best_metric=str(t.best_metric))
+    return hooks + [
+        build_eval_hook(spec, val_loader, run_dir=run_dir, settings=eval_settings(cfg), progress=progress),
+        PredictionGridHook(val_loader.dataset, num_images=int(t.get("vis_images", 8))),
+        *model_hooks(model),  # schedules of model options (DropBlock)
+        *build_data_hooks(cfg.aug, train_dataset=train_loader.dataset, img_size=int(cfg.data.img_size),
+                          seed=int(cfg.seed), tensorboard=bool(t.get("tensorboard", False))),
+        *extra_hooks,
+        CheckpointHook(run_dir / "checkpoints", config=config_dict, interval_steps=int(t.get("save_interval", 0))),
+        LoggingHook(run_dir / "tb" if (t.tensorboard and main) else None, log_interval=t.log_interval,
+                    progress=progress),
+    ]
+
+
+def _result(cfg: DictConfig, trainer: Trainer, world: du.DistInfo, resumed: Path | None,
+            started: float) -> dict[str, Any]:
+    """What ``metrics.json`` holds; under DDP also whether the ranks ended with identical weights."""
+    result = {
+        "best": trainer.best_metrics or trainer.metrics,
+        "final": trainer.metrics,
+        "history": next(h.history for h in trainer.hooks if isinstance(h, EvalHook)),
+        "best_metric": cfg.train.best_metric,
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "device": str(trainer.device),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "parameters": count_parameters(trainer.model),
+        "interrupted": trainer.interrupted,
+        "resumed_from": str(resumed) if resumed else None,
+        "epochs_done": trainer.epoch + int(trainer.epoch_done),
+        "steps": trainer.step,
+        "optimizer_steps": trainer.optimizer_steps,
+        "skipped_steps": trainer.skipped_steps,
+        "amp_overflow_steps": trainer.amp_overflow_steps,
+        "accumulate": trainer.accumulate,
+        "world_size": world.world_size,
+    }
+    if world.enabled:  # did the ranks stay bit-identical? (they must: DDP averages the same gradients)
+        ema = next((h.ema.module for h in trainer.hooks if isinstance(h, EMAHook)), None)
+        digest = du.state_digest(trainer.model.state_dict()) + (du.state_digest(ema.state_dict()) if ema else "")
+        digests = du.all_gather_objects(digest)
+        result["ddp"] = {"backend": world.backend, "weight_digests": digests, "identical": len(set(digests)) == 1}
+        if len(set(digests)) != 1:
+            log.warning("the weights differ between ranks at the end of training: %s", digests)
+    return result

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from facedet.engine.trainer import HookBase
+from facedet.engine.buffers import BufferKeeper
+from facedet.engine.hook_base import PRIORITY_SAT, HookBase
+from facedet.registry import HOOKS
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,7 @@ def adversarial_images(
 ) -> torch.Tensor | None:
     """Stage one: ``clip(images + epsilon * sign(grad), 0, 1)``, or None when the loss or the gradient
     is not finite. Leaves parameters, their ``.grad`` and the BatchNorm buffers as they were."""
-    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    saved = [[b.clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
-             for m in bns]
+    buffers = BufferKeeper(model)  # a copy of the buffers (BatchNorm statistics) the extra forward changes
     x = images.detach().clone().requires_grad_(True)
     try:
         with torch.autocast(images.device.type, enabled=amp):
@@ -51,11 +50,7 @@ def adversarial_images(
         # the loss scale keeps fp16 gradients from underflowing to 0 (sign is scale-invariant)
         (grad,) = torch.autograd.grad(loss.float() * loss_scale, x)
     finally:
-        with torch.no_grad():
-            for m, bufs in zip(bns, saved, strict=True):
-                live = [b for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
-                for dst, src in zip(live, bufs, strict=True):
-                    dst.copy_(src)
+        buffers.restore()
     if not torch.isfinite(grad).all():
         return None
     return (images.detach() + epsilon * grad.sign()).clamp_(0.0, 1.0)
@@ -64,6 +59,9 @@ def adversarial_images(
 class SATHook(HookBase):
     """SAT with probability ``p`` per step and step size ``epsilon`` (images in [0, 1]). The coin is
     a function of (seed, step): reproducible and the same on every DDP rank."""
+
+    priority = PRIORITY_SAT
+    state_key = "sat"
 
     def __init__(self, *, p: float = 0.5, epsilon: float = 0.02, seed: int = 0) -> None:
         if not 0 < p <= 1 or not 0 < epsilon <= 1:
@@ -80,10 +78,9 @@ class SATHook(HookBase):
         t = self.trainer
         if np.random.default_rng([self.seed, t.step, 11]).random() >= self.p:
             return batch
-        scaler = getattr(t, "scaler", None)
-        scale = float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+        scale = float(t.scaler.get_scale()) if t.scaler.is_enabled() else 1.0
         adv = adversarial_images(_unwrap(t.model), batch["images"], batch["targets"], epsilon=self.epsilon,
-                                 amp=bool(getattr(t, "amp", False)), loss_scale=scale)
+                                 amp=t.amp, loss_scale=scale)
         if adv is None:
             self.nan_fallbacks += 1
             log.warning("SAT: non-finite loss or gradient at step %d; this step trains on the clean images "
@@ -103,3 +100,10 @@ class SATHook(HookBase):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.applied = int(state.get("applied", 0))
         self.nan_fallbacks = int(state.get("nan_fallbacks", 0))
+
+
+@HOOKS.register("sat")
+def sat(*, p: float = 0.0, epsilon: float = 0.02, seed: int) -> SATHook | None:
+    """``aug.sat: {p, epsilon}``: self-adversarial training (p = 0: off)."""
+    return SATHook(p=float(p), epsilon=float(epsilon), seed=int(seed)) if float(p) > 0 else None
+

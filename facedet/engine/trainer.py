@@ -22,12 +22,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from facedet.checkpoint import CheckpointError, load_model_state
 from facedet.engine import distributed as du
 from facedet.engine.buffers import BufferKeeper
+from facedet.engine.hook_base import HookBase, sort_hooks
+from facedet.engine.nan_guard import NonFiniteGuard, TrainingDiverged  # noqa: F401 (importable here, as before)
 from facedet.engine.optim import set_lr
-from facedet.engine.rng import capture_rng, restore_rng
+from facedet.engine.rng import restore_rng
 from facedet.engine.stop_signals import StopRequest
+from facedet.engine.trainer_state import TrainerState
 from facedet.registry import ConfigError
 
 log = logging.getLogger(__name__)
@@ -35,60 +37,34 @@ log = logging.getLogger(__name__)
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss or the gradients stayed non-finite for ``nan_patience`` optimizer steps in a row."""
-
-
-class HookBase:
-    """Called by the Trainer at fixed points; ``self.trainer`` is set before ``before_train``."""
-
-    trainer: Trainer
-
-    def before_train(self) -> None: ...
-    def before_epoch(self) -> None: ...
-
-    def preprocess_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """Change a training batch (already on the device) before the forward pass: multi-scale
-        resizing, SAT's adversarial images. Hooks run in order, each on the previous one's output."""
-        return batch
-
-    def after_step(self) -> None: ...
-    def after_epoch(self) -> None: ...
-    def after_train(self) -> None: ...
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
-
-
-class _LossForward(nn.Module):
-    """Routes ``model.loss`` through ``forward`` so DistributedDataParallel sees the pass."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        return self.model.loss(images, targets)
-
-
-class Trainer:
+class Trainer(TrainerState):
     """Trains ``model`` (a Detector: ``model.loss(images, targets)`` returns ``{"loss": ...}``).
 
-    State the hooks read: ``epoch`` (0-based, current), ``step`` (training iterations, i.e. batches,
-    done over the whole run; the learning rate is a pure function of it), ``iter_in_epoch``
-    (batches of this epoch done), ``optimizer_steps``, ``stepped`` (this iteration ended with an
-    optimizer update), ``max_epochs``, ``losses`` (last batch's terms as floats), ``grad_norm``,
-    ``lr``, ``metrics`` (latest evaluation), ``best_metric``, ``is_best`` (set by the evaluation
-    hook for this epoch), ``model``, ``device``, ``amp``, ``train_loader``, ``world_size``, ``rank``,
-    ``interrupted`` (the signal name after SIGTERM/SIGINT, else None).
+    ``hooks`` run in ``priority`` order (``facedet.engine.hook_base``), whatever order they are given in.
+
+    State the hooks read (all set here, so a hook never has to guess a default): ``epoch`` (0-based,
+    current), ``step`` (training iterations, i.e. batches, done over the whole run; the learning
+    rate is a pure function of it), ``iter_in_epoch`` (batches of this epoch done),
+    ``optimizer_steps``, ``skipped_steps`` (non-finite steps skipped), ``stepped`` (this iteration
+    ended with an optimizer update), ``max_epochs``, ``losses`` (last batch's terms as floats),
+    ``grad_norm``, ``lr``, ``model``, ``device``, ``amp``, ``scaler``, ``train_loader``,
+    ``world_size``, ``rank``, ``interrupted`` (the signal name after SIGTERM/SIGINT, else None).
+
+    State the hooks share, written by one hook and read by others:
+
+    - ``eval_model``: the model that evaluation and the prediction grid use; ``model`` unless the
+      EMAHook sets its average in ``before_train``.
+    - ``tb_writer``: the TensorBoard ``SummaryWriter``, set by the LoggingHook in ``before_train``;
+      None without TensorBoard and on ranks > 0.
+    - ``metrics`` (latest evaluation), ``best_metric`` (its value at the best evaluation, -inf
+      before one), ``best_metrics`` (the metrics of that evaluation, None before one), ``is_best``
+      (this epoch's evaluation was the best so far): written by the EvalHook.
 
     ``amp``: False, True/"fp16" (float16 + GradScaler) or "bf16"; only on CUDA. ``accumulate``:
     batches per optimizer step. ``nan_patience``: non-finite steps in a row before stopping.
     ``find_unused_parameters``: passed to DDP, for models with trainable parameters that get no
-    gradient (slower: DDP then searches the graph every step).
+    gradient (slower: DDP then searches the graph every step). ``state_dict``/``load_state_dict``
+    (checkpoints, resume) are in ``trainer_state.py``.
     """
 
     def __init__(
@@ -116,27 +92,31 @@ class Trainer:
         self.max_epochs = max_epochs
         self.base_lr = base_lr
         self.lr_factor = lr_factor
-        mode = str(amp).lower()
-        mode = {"true": "fp16", "false": "off", "none": "off"}.get(mode, mode)
-        if mode not in ("off", *AMP_DTYPES):
-            raise ConfigError(f"train.amp must be true, false, fp16 or bf16, got {amp!r}")
-        if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            log.warning("train.amp=bf16 but this GPU has no bfloat16 support: using fp16 with a GradScaler")
-            mode = "fp16"
-        self.amp = mode != "off" and device.type == "cuda"
-        self.amp_dtype = AMP_DTYPES.get(mode, torch.float16)
+        self.amp, self.amp_dtype = _amp_mode(amp, device)
         # bf16 has fp32's range: no loss scaling needed
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp and self.amp_dtype == torch.float16)
         self.grad_clip = grad_clip
         self.accumulate = max(1, int(accumulate))
-        self.nan_patience = max(1, int(nan_patience))
+        self._nan_guard = NonFiniteGuard(nan_patience)
         self.handle_signals = handle_signals
         self.world_size = du.get_world_size()
         self.rank = du.get_rank()
-        self._ddp = self._wrap_ddp(model, find_unused_parameters) if self.world_size > 1 else None
-        self.hooks = list(hooks)
+        self._ddp = du.wrap_ddp(model, device, find_unused_parameters) if self.world_size > 1 else None
+        self.hooks = sort_hooks(list(hooks))
         for h in self.hooks:
             h.trainer = self
+        self._init_progress()
+        self.eval_model: nn.Module = model
+        self.tb_writer: Any = None
+        self.metrics: dict[str, Any] = {}
+        self.best_metric = float("-inf")
+        self.best_metrics: dict[str, Any] | None = None
+        self.is_best = False
+        self._stop = StopRequest()
+        self._buffers = BufferKeeper(model)
+
+    def _init_progress(self) -> None:
+        """The position in the run and the per-step records (a resume overwrites them)."""
         self.epoch = 0
         self.start_epoch = 0
         self.start_iter = 0
@@ -149,16 +129,10 @@ class Trainer:
         self.lr = 0.0
         self.grad_norm = float("nan")
         self.losses: dict[str, float] = {}
-        self.metrics: dict[str, Any] = {}
-        self.best_metric = float("-inf")
-        self.is_best = False
         self.interrupted: str | None = None
         self.epoch_done = False
-        self._bad_in_row = 0
         self._bad_in_group = False
-        self._stop = StopRequest()
-        self._pending_rng: list[dict[str, Any]] | None = None
-        self._buffers = BufferKeeper(model)
+        self.pending_rng: list[dict[str, Any]] | None = None  # random states a resume restores at its place
 
     @property
     def steps_per_epoch(self) -> int:
@@ -196,9 +170,9 @@ class Trainer:
 
     def _restore_pending_rng(self) -> None:
         """Resumed runs restore the saved random states exactly where the saved run continued."""
-        if self._pending_rng is not None:
-            restore_rng(self._pending_rng, self.rank, self.device)
-            self._pending_rng = None
+        if self.pending_rng is not None:
+            restore_rng(self.pending_rng, self.rank, self.device)
+            self.pending_rng = None
 
     def _epoch_batches(self) -> Iterator[dict[str, Any]]:
         """This epoch's batches, from ``iter_in_epoch`` on (mid-epoch resume). ``EpochSampler`` skips
@@ -266,12 +240,14 @@ class Trainer:
             self._buffers.restore()  # a NaN forward also poisoned BatchNorm's statistics
             if fp16_scaler:
                 self.scaler.update()  # unscale_ recorded the infs: lower the scale, start afresh
-            self._skip()
+            self.skipped_steps += 1
+            self._nan_guard.skipped(epoch=self.epoch, step=self.step, losses=self.losses, grad_norm=self.grad_norm,
+                                    skipped_total=self.skipped_steps)
         else:
             self.scaler.step(self.optimizer)  # with fp16 overflow GradScaler skips the step itself
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
-            self._bad_in_row = 0
+            self._nan_guard.stepped()
             if fp16_scaler and bad_grad:
                 self.amp_overflow_steps += 1
             else:
@@ -282,35 +258,10 @@ class Trainer:
         if stop:
             self.interrupted = self._stop.requested or "signal on another rank"
 
-    def _skip(self) -> None:
-        self.skipped_steps += 1
-        self._bad_in_row += 1
-        terms = ", ".join(f"{k} {v:.4g}" for k, v in self.losses.items())
-        log.warning("non-finite loss or gradient at epoch %d, step %d (%s; grad norm %s): step skipped "
-                    "(%d in a row, %d in total)", self.epoch + 1, self.step, terms, self.grad_norm,
-                    self._bad_in_row, self.skipped_steps)
-        if self._bad_in_row >= self.nan_patience:
-            raise TrainingDiverged(
-                f"Training stopped: the loss or the gradients were NaN/inf for {self._bad_in_row} optimizer "
-                f"steps in a row (train.nan_patience={self.nan_patience}), up to epoch {self.epoch + 1} step "
-                f"{self.step}; {self.skipped_steps} steps skipped in total. Last loss terms: {terms}. "
-                "Try a lower optim.lr, a longer warmup, train.grad_clip, train.amp=bf16 or false, and check the "
-                "labels (boxes of zero size, coordinates outside the image). checkpoints/last.pt holds the last "
-                "finite state at its epoch end."
-            )
-
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         images = batch["images"].to(self.device, non_blocking=True)
         targets = [{k: v.to(self.device) for k, v in t.items()} for t in batch["targets"]]
         return batch | {"images": images, "targets": targets}
-
-    def _wrap_ddp(self, model: nn.Module, find_unused_parameters: bool) -> nn.Module:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        # buffers: synced once at construction, then averaged per optimizer step (BufferKeeper)
-        return DistributedDataParallel(_LossForward(model), device_ids=ids, output_device=ids[0] if ids else None,
-                                       forward_sync_buffers=False, find_unused_parameters=find_unused_parameters)
 
     # ------------------------------------------------------------------ stopping
     def _agree_to_stop(self) -> bool:
@@ -322,75 +273,18 @@ class Trainer:
             self.interrupted = self._stop.requested or "signal on another rank"
         return stop
 
-    # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a run needs to continue bit-identically. Collective under DDP (the RNG states
-        of all ranks are gathered): call it on every rank."""
-        return {
-            "format": 2,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch,
-            "iter_in_epoch": self.iter_in_epoch,
-            "epoch_done": self.epoch_done,
-            "step": self.step,
-            "optimizer_steps": self.optimizer_steps,
-            "skipped_steps": self.skipped_steps,
-            "steps_per_epoch": self.steps_per_epoch,
-            "max_epochs": self.max_epochs,
-            "accumulate": self.accumulate,
-            "world_size": self.world_size,
-            "best_metric": self.best_metric,
-            "best_metrics": getattr(self, "best_metrics", None),
-            "metrics": self.metrics,
-            "rng": du.all_gather_objects(capture_rng(self.device)),
-            "hooks": {type(h).__name__: h.state_dict() for h in self.hooks},
-        }
-
-    def load_state_dict(self, ckpt: dict[str, Any], *, source: str = "checkpoint") -> None:
-        """Continue from a ``state_dict()``: weights, optimizer, scaler, hooks, position and RNGs.
-        A checkpoint of another model config fails listing the keys that do not fit."""
-        load_model_state(self.model, ckpt["model"], f"{source} (model weights)")
-        try:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-        except (ValueError, KeyError) as e:
-            raise CheckpointError(f"{source}: the optimizer state does not fit this model/optimizer: {e}") from e
-        if ckpt.get("scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(ckpt["scaler"])
-        elif self.scaler.is_enabled():
-            log.info("%s was saved without fp16 loss scaling; the GradScaler starts afresh", source)
-        hooks = ckpt.get("hooks", {})
-        for h in self.hooks:
-            name = type(h).__name__
-            if name in hooks:
-                h.load_state_dict(hooks[name])
-            elif h.state_dict():
-                log.warning("%s holds no state for %s; it starts afresh", source, name)
-        self.epoch = int(ckpt.get("epoch", 0))
-        done = bool(ckpt.get("epoch_done", "iter_in_epoch" not in ckpt))  # old checkpoints: epoch ends
-        self.start_epoch, self.start_iter = (self.epoch + 1, 0) if done else (self.epoch, int(ckpt["iter_in_epoch"]))
-        self.epoch_done = done
-        self.step = int(ckpt.get("step", 0))
-        self.optimizer_steps = int(ckpt.get("optimizer_steps", self.step))
-        self.skipped_steps = int(ckpt.get("skipped_steps", 0))
-        self.best_metric = float(ckpt.get("best_metric", float("-inf")))
-        if ckpt.get("best_metrics"):
-            self.best_metrics = ckpt["best_metrics"]
-        self.metrics = dict(ckpt.get("metrics") or {})
-        saved_spe = ckpt.get("steps_per_epoch")
-        if saved_spe is not None and int(saved_spe) != self.steps_per_epoch:
-            log.warning("%s was written with %s steps per epoch, this run has %d (batch size, data or number "
-                        "of processes changed): the run continues, but not exactly as it would have",
-                        source, saved_spe, self.steps_per_epoch)
-        rng = ckpt.get("rng")
-        if rng and len(rng) != self.world_size:
-            log.warning("%s holds the random states of %d processes, this run has %d: each rank restores "
-                        "rank %% %d's", source, len(rng), self.world_size, len(rng))
-        self._pending_rng = list(rng) if rng else None
-
     def _call(self, name: str) -> None:
         for h in self.hooks:
             getattr(h, name)()
 
 
+def _amp_mode(amp: bool | str, device: torch.device) -> tuple[bool, torch.dtype]:
+    """(autocast on, its dtype) for ``train.amp`` on ``device``: mixed precision runs on CUDA only."""
+    mode = str(amp).lower()
+    mode = {"true": "fp16", "false": "off", "none": "off"}.get(mode, mode)
+    if mode not in ("off", *AMP_DTYPES):
+        raise ConfigError(f"train.amp must be true, false, fp16 or bf16, got {amp!r}")
+    if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        log.warning("train.amp=bf16 but this GPU has no bfloat16 support: using fp16 with a GradScaler")
+        mode = "fp16"
+    return mode != "off" and device.type == "cuda", AMP_DTYPES.get(mode, torch.float16)
