@@ -52,7 +52,8 @@ def measure(model_name: str, size: int, args: argparse.Namespace, device: torch.
     gflops = model_info(model, size, depth=0).gflops
     data = synthetic_batches(args.warmup + args.steps, size, args.batch)
     loader = DataLoader(data, batch_size=None)  # hooks read only len() and batch_size
-    trainer = Trainer(model=model, optimizer=build_optimizer(model, lr=1e-3, name=cfg.optim.name), train_loader=loader,
+    optimizer = build_optimizer(model, {"type": cfg.optim.type, "lr": 1e-3})
+    trainer = Trainer(model=model, optimizer=optimizer, train_loader=loader,
                       device=device, max_epochs=1, base_lr=1e-3, lr_factor=lambda s: 1.0, amp=args.amp,
                       grad_clip=10.0)
     model.train()

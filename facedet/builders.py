@@ -42,10 +42,9 @@ def seed_everything(seed: int) -> None:
 
 def build_dataset(node: Any, *, img_size: int, aug: Any, cache_images: bool, where: str,
                   min_face_size: float = 0.0):
-    from facedet.data import build_transforms  # registers datasets and transforms
+    from facedet.data import build_transforms, check_img_size  # registers datasets and transforms
 
-    if img_size % 32:
-        raise ConfigError(f"data.img_size must be a multiple of 32 (the largest stride), got {img_size}.")
+    check_img_size(img_size, where="data.img_size")
     specs = OmegaConf.to_container(aug, resolve=True) if aug is not None else []
     transform = build_transforms(specs or [], img_size, min_face_size=min_face_size)
     return build(node, DATASETS, where=where, transform=transform, cache_images=cache_images)
@@ -64,7 +63,8 @@ def build_loaders(cfg: DictConfig, *, rank: int = 0, world_size: int = 1) -> tup
     train_set = build_dataset(d.train, img_size=d.img_size, aug=cfg.aug.train,
                               cache_images=d.cache_images, where="data.train",
                               min_face_size=float(cfg.aug.get("min_face_size") or 0))
-    train_set = wrap_train_dataset(train_set, OmegaConf.to_container(cfg.aug, resolve=True))  # mosaic, mixup
+    # mosaic, mixup
+    train_set = wrap_train_dataset(train_set, OmegaConf.to_container(cfg.aug, resolve=True), img_size=int(d.img_size))
     val_set = build_dataset(d.val, img_size=d.img_size, aug=cfg.aug.get("val"),
                             cache_images=d.cache_images, where="data.val")
     if len(train_set) == 0:

@@ -171,9 +171,12 @@ def upgrade_config(old: Mapping[str, Any]) -> dict[str, Any]:
     """A resolved training config (a checkpoint's) in today's layout, so configs written by older
     versions compare equal to today's when nothing but the layout changed. Older layouts:
     ``optim.name`` (now ``optim.type``), AdamW's ``optim.momentum`` (its beta1; beta2 was 0.999) and
-    ``optim.nesterov`` (unused by AdamW), and a ``schedule`` without ``type`` (cosine was the only one).
-    Returns a new dict; ``old`` is not changed."""
-    new = {k: dict(v) if isinstance(v, Mapping) else v for k, v in old.items()}
+    ``optim.nesterov`` (unused by AdamW), a ``schedule`` without ``type`` (cosine was the only one),
+    and the model keys ``facedet.models.model_config.RENAMED_KEYS`` lists (``iou_t``, ``ignore_thresh``,
+    ``iou_thresh``). Returns a new dict; ``old`` is not changed."""
+    from facedet.models.model_config import upgrade_train_config
+
+    new = upgrade_train_config(old)
     optim = new.get("optim")
     if isinstance(optim, dict) and "name" in optim and "type" not in optim:
         optim = {"type": optim.pop("name"), **optim}

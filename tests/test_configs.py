@@ -39,7 +39,7 @@ def test_every_model_config_builds_and_runs(compose_cfg, model):
     assert len(preds) == 1 and preds[0]["boxes"].shape[1] == 4
     # The loss on the same maps (what loss() computes after its forward pass): finite, with positives.
     face = {"boxes": torch.tensor([[20.0, 24.0, 60.0, 76.0]]), "labels": torch.zeros(1, dtype=torch.long)}
-    out = det.loss_fn(raws, [face], det.head)
+    out = det.loss_fn(raws, [face])
     assert torch.isfinite(out["loss"]) and out["loss"] > 0 and out["num_pos"] > 0
 
 

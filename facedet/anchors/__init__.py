@@ -7,12 +7,9 @@ from facedet.anchors.report import (
     AnchorReport,
     anchor_report,
     check_anchors,
+    check_training_anchors,
     letterboxed_wh,
 )
-
-# TEMPORARY (issue 13 merge): engine/run.py still calls check_training_anchors(cfg, train_set, model).
-# When it calls facedet.anchors.report.check_training_anchors with values, export that one here instead.
-from facedet.anchors.report import check_training_anchors_of_run as check_training_anchors  # noqa: E402
 
 __all__ = [
     "AnchorReport",

@@ -131,13 +131,3 @@ def check_training_anchors(
         anchors = anchors.detach().cpu()
     return check_anchors(records, np.asarray(anchors, np.float64), img_size=int(img_size),
                          anchor_iou=float(anchor_iou), min_face_size=float(min_face_size), data_name=str(data_name))
-
-
-def check_training_anchors_of_run(cfg: Any, train_set: Any, model: Any) -> AnchorReport | None:
-    """TEMPORARY, until engine/run.py calls ``check_training_anchors`` with values (issue 13 merge;
-    then delete): the values of a run's config, training set and Detector."""
-    return check_training_anchors(
-        getattr(train_set, "records", None), model.anchors, img_size=int(cfg.data.img_size),
-        anchor_iou=model.anchor_iou, min_face_size=float(cfg.aug.get("min_face_size") or 0),
-        data_name=str(cfg.data.get("name", "<data>")),
-    )

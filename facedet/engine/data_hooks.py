@@ -119,7 +119,7 @@ class SampleGridHook(HookBase):
 @HOOKS.register("close_mosaic")
 def close_mosaic(*, epochs: int | None, train_dataset: Any) -> CloseMosaicHook | None:
     """``aug.close_mosaic: N``: mosaic and mixup off for the last N epochs (0 or null: never)."""
-    from facedet.data.mosaic import find_wrappers
+    from facedet.data import find_wrappers
 
     epochs = int(epochs or 0)
     if epochs <= 0:

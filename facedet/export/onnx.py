@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import nms
 
+from facedet.data.transforms import check_img_size
 from facedet.registry import ConfigError
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,7 @@ def export_onnx(
     import onnx  # the [export] extra
 
     path = check_writable(path)
-    if img_size % 32:
-        raise ValueError(f"img_size must be a multiple of 32, got {img_size}")
+    check_img_size(img_size)
     wrapper = ExportWrapper(model, nms_in_graph=nms_in_graph, score_thresh=score_thresh, nms_iou=nms_iou).eval()
     example = torch.rand(2, 3, img_size, img_size)
     dim = torch.export.Dim

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from facedet.data.transforms import Letterbox, ToTensor
+from facedet.data.transforms import Letterbox, ToTensor, check_img_size
 from facedet.inference.tta import TTA, predict_with_tta
 from facedet.registry import POSTPROCESSORS, ConfigError, closest
 from facedet.structures import boxes_to_original, empty_sample_arrays
@@ -78,8 +78,7 @@ class Predictor:
 
     def __init__(self, model: torch.nn.Module, *, img_size: int, device: torch.device | str = "cpu",
                  tta: TTA | None = None, pad_value: int = 128) -> None:
-        if img_size % 32:
-            raise ConfigError(f"img_size must be a multiple of 32 (the largest stride), got {img_size}")
+        check_img_size(img_size)
         self.model = model.eval()
         self.device = torch.device(device)
         self.img_size = int(img_size)
