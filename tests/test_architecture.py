@@ -49,3 +49,14 @@ def test_every_kind_of_part_has_registered_names():
             importlib.import_module(m.name)  # registration happens at import
     empty = sorted(kind for kind, reg in ALL_REGISTRIES.items() if not reg.names())
     assert not empty, f"registries with no entries: {empty}"
+
+
+def test_architecture_doc_lists_every_registered_name():
+    """docs/ARCHITECTURE.md's config-name table is the one ``facedet-parts`` prints (regenerate it
+    with ``facedet-parts`` when a part is added or moved)."""
+    from facedet.cli.parts import parts_table
+
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    start = doc.index("<!-- parts-table:")
+    table = doc[doc.index("\n", start) + 1:doc.index("<!-- end parts-table -->")]
+    assert table == parts_table()

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from facedet.builders import build_eval_spec
 from facedet.config_check import upgrade_config
-from facedet.data.mosaic import MixUp
+from facedet.data import MixUp
 from facedet.engine.data_hooks import CloseMosaicHook, MultiScaleHook, SampleGridHook, build_data_hooks
 from facedet.engine.hook_base import HookBase, sort_hooks
 from facedet.engine.optim import build_optimizer
