@@ -115,7 +115,7 @@ def compose_or_exit(overrides: list[str], config_name: str = "train") -> DictCon
 
 
 def setup_logging() -> None:
-    """Log records at INFO and above to stderr (stdout holds the tool's report), as Hydra would."""
+    """Log records at INFO and above to stderr, so stdout holds the tool's report alone."""
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s")
     logging.getLogger("facedet").setLevel(logging.INFO)
 
