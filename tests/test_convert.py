@@ -1,19 +1,17 @@
-"""tools/convert.py: every format round-trips with identical boxes; lossy conversions are refused."""
+"""Label conversion and facedet-convert (facedet/cli/convert.py): every format round-trips with
+identical boxes; lossy conversions are refused."""
 
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from facedet.cli.convert import main
 from facedet.data.convert import convert, read_labels, write_labels
 from facedet.data.formats import FORMATS
 from facedet.data.records import Record
 
-ROOT = Path(__file__).resolve().parents[1]
 OUT = {"wider": "gt.txt", "retinaface": "label.txt", "coco": "ann.json", "voc": "voc", "yolo": "labels"}
 
 
@@ -107,21 +105,14 @@ def test_lossy_conversion_is_refused_naming_what_would_be_lost(dataset, tmp_path
     assert (tmp_path / "voc/sub/img1.xml").is_file()
 
 
-def _tool_main():
-    spec = importlib.util.spec_from_file_location("convert_tool", ROOT / "tools/convert.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
-
-
 def test_convert_tool_command_line(dataset, tmp_path, capsys):
     root, records = dataset
     write_labels(records, "wider", tmp_path / "gt.txt")
-    main = _tool_main()
     base = ["--from", "wider", "--src", str(tmp_path / "gt.txt"), "--images", str(root / "images")]
     assert main(base + ["--to", "coco", "--out", str(tmp_path / "c.json")]) == 0
     assert "wrote 3 images, 10 faces; lost: nothing" in capsys.readouterr().out
-    assert main(base + ["--to", "yolo", "--out", str(tmp_path / "labels")]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(base + ["--to", "yolo", "--out", str(tmp_path / "labels")])
     err = capsys.readouterr().err
-    assert "convert: error:" in err and "WIDER attributes" in err
+    assert e.value.code == 2 and "facedet: error:" in err and "WIDER attributes" in err
     assert not (tmp_path / "labels").exists()  # refused before writing anything

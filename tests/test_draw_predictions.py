@@ -1,25 +1,16 @@
-"""tools/draw_predictions.py: a results json drawn against the val ground truth."""
+"""facedet-draw (facedet/cli/draw_predictions.py): a results json drawn against the val ground truth."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import cv2
 import pytest
 
-from .conftest import ROOT
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("draw_predictions_tool", ROOT / "tools" / "draw_predictions.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from facedet.cli import draw_predictions as tool
 
 
 def test_predictions_are_drawn_where_they_are_and_low_scores_are_not(tmp_path, capsys):
-    tool = _tool()
     data = [f"data.root={tmp_path / 'syn'}", "data.num_train=2", "data.num_val=2", "data.img_size=128"]
     preds = [
         {"image_id": 1, "category_id": 1, "bbox": [10.0, 12.0, 40.0, 30.0], "score": 0.9},
@@ -41,7 +32,6 @@ def test_predictions_are_drawn_where_they_are_and_low_scores_are_not(tmp_path, c
 
 
 def test_an_id_outside_the_val_split_is_a_clear_error(tmp_path, capsys):
-    tool = _tool()
     (tmp_path / "p.json").write_text("[]")
     data = [f"data.root={tmp_path / 'syn'}", "data.num_train=2", "data.num_val=2", "data.img_size=128"]
     with pytest.raises(SystemExit) as e:

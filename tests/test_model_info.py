@@ -1,26 +1,17 @@
-"""Parameters and FLOPs per module (torch.utils.flop_counter) and tools/model_info.py."""
+"""Parameters and FLOPs per module (torch.utils.flop_counter) and facedet-model-info (facedet/cli/model_info.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 import torch
 from torch import nn
 
+from facedet.cli import model_info as tool
 from facedet.models import build_detector
 from facedet.models.info import model_info
 from facedet.models.layers import count_parameters
-
-from .conftest import ROOT
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("model_info_tool", ROOT / "tools" / "model_info.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_conv_flops_follow_the_multiply_add_formula() -> None:
@@ -54,7 +45,6 @@ def test_detector_figures_add_up(compose_cfg) -> None:
 
 
 def test_model_info_tool(tmp_path, capsys) -> None:
-    tool = _tool()
     out = tmp_path / "info.json"
     assert tool.main(["model=yolov4_tiny", "data.img_size=128", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -66,7 +56,6 @@ def test_model_info_tool(tmp_path, capsys) -> None:
 
 
 def test_model_info_tool_rejects_typos(capsys) -> None:
-    tool = _tool()
     with pytest.raises(SystemExit) as e:
         tool.main(["model=yolov4_tnyi"])
     assert e.value.code == 2

@@ -1,19 +1,17 @@
 """The sample grid: drawn with faces and ignored faces in their colours, written by
-tools/show_batch.py, and sent to TensorBoard once at the first training step."""
+facedet-show-batch (facedet/cli/show_batch.py), and sent to TensorBoard once at the first training step."""
 
 from __future__ import annotations
 
-import importlib.util
 from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import torch
 
+from facedet.cli import show_batch
 from facedet.data.visualize import FACE, IGNORED, batch_grid, draw_sample
 from facedet.engine.data_hooks import SampleGridHook
-
-from .conftest import CONFIG_DIR
 
 
 def _batch(n=3):
@@ -49,13 +47,9 @@ def test_grid_goes_to_tensorboard_once():
     assert writer.images == [("train/batch", (130, 130, 3), 0, "HWC")]
 
 
-def test_show_batch_tool_writes_the_png(compose_cfg, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("show_batch_tool", CONFIG_DIR.parent / "tools/show_batch.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    cfg = compose_cfg([f"data.root={tmp_path / 'syn'}", "data.num_train=6", "data.num_val=2", "data.img_size=96",
-                       "aug=mosaic", f"show.out={tmp_path / 'grid.png'}", "show.num_images=4"], name="show_batch")
-    path = mod.run(cfg)
-    img = cv2.imread(path)
+def test_show_batch_tool_writes_the_png(tmp_path, capsys):
+    assert show_batch.main([f"data.root={tmp_path / 'syn'}", "data.num_train=6", "data.num_val=2", "data.img_size=96",
+                            "aug=mosaic", f"show.out={tmp_path / 'grid.png'}", "show.num_images=4"]) == 0
+    img = cv2.imread(str(tmp_path / "grid.png"))
     assert img.shape == (2 * 96 + 2, 2 * 96 + 2, 3)
     assert "4 samples at 96 px" in capsys.readouterr().out

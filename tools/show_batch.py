@@ -1,46 +1,5 @@
-"""Write a PNG grid of augmented training samples: ``python tools/show_batch.py aug=mosaic data=facemask``.
-
-Faces are green, ignored faces (invalid, too small, mostly cut off or erased) orange, landmarks
-magenta. The samples come from the training pipeline of the composed config (mosaic, mixup,
-augmentations, minimum face size); multi-scale and SAT change the batch on the device during
-training: the grid that training sends to TensorBoard at its first step shows those too.
-"""
-
-from __future__ import annotations
-
-import logging
-
-import hydra
-from omegaconf import DictConfig, OmegaConf
-
-from facedet.cli.common import CONFIG_DIR, user_errors
-
-
-def run(cfg: DictConfig) -> str:
-    from facedet.builders import build_dataset
-    from facedet.data import build_dataloader, wrap_train_dataset
-    from facedet.data.visualize import batch_grid, write_png
-
-    d, show = cfg.data, cfg.show
-    train_set = build_dataset(d.train, img_size=int(d.img_size), aug=cfg.aug.train, cache_images=False,
-                              where="data.train", min_face_size=float(cfg.aug.get("min_face_size") or 0))
-    train_set = wrap_train_dataset(train_set, OmegaConf.to_container(cfg.aug, resolve=True))
-    loader = build_dataloader(train_set, batch_size=min(int(show.num_images), len(train_set)), shuffle=True,
-                              num_workers=0, seed=int(show.seed))
-    batch = next(iter(loader))
-    path = write_png(batch_grid(batch, max_images=int(show.num_images)), show.out)
-    faces = sum(len(t["boxes"]) for t in batch["targets"])
-    ignored = sum(int(t["ignore"].sum()) for t in batch["targets"])
-    print(f"wrote {path}: {len(batch['targets'])} samples at {d.img_size} px, {faces} faces ({ignored} ignored)")
-    return str(path)
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="show_batch")
-def main(cfg: DictConfig) -> None:
-    logging.getLogger("facedet").setLevel(logging.INFO)
-    with user_errors():
-        run(cfg)
-
+"""A PNG grid of augmented training samples: ``python tools/show_batch.py aug=mosaic`` (facedet/cli/show_batch.py)."""
+from facedet.cli.show_batch import main
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,10 +1,5 @@
-"""Train a face detector: ``python tools/train.py [group=option ...] [key=value ...]``.
-
-Examples: ``python tools/train.py`` (synthetic faces, nano model, CPU-sized);
-``python tools/train.py model=yolov4 train.epochs=3 data.img_size=320``.
-"""
-
+"""Train a detector: ``python tools/train.py [group=option ...] [key=value ...]`` (facedet/cli/train.py)."""
 from facedet.cli.train import main
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -11,7 +11,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from facedet.cli.common import CONFIG_DIR, user_errors
+from facedet.cli.common import CONFIG_DIR, hydra_argv, preflight, user_errors
 from facedet.evaluation.base import to_json
 from facedet.registry import ConfigError
 
@@ -54,13 +54,18 @@ def detect(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="detect")
-def main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> None:
     with user_errors():
         r = detect(cfg, HydraConfig.get().runtime.output_dir)
     faces = sum(len(v["detections"]) for v in r["images"].values())
     frames = sum(len(v["frames"]) for v in r["videos"].values())
     print(f"facedet: {len(r['images'])} images ({faces} faces), {len(r['videos'])} videos ({frames} frames), "
           f"{len(r['skipped'])} skipped; written to {r['out_dir']}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    preflight(hydra_argv(argv), "detect")
+    _main()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from facedet.cli.common import CONFIG_DIR, check_output_dir, user_errors
+from facedet.cli.common import CONFIG_DIR, hydra_argv, preflight, user_errors
 from facedet.config_check import validate_eval_config
 from facedet.evaluation.base import to_json
 from facedet.registry import ConfigError
@@ -179,7 +179,8 @@ def results_argv(argv: list[str]) -> list[str]:
         a = argv[i]
         if a == "--results":
             if i + 1 >= len(argv):
-                sys.exit("facedet: error: --results needs a path")
+                print("facedet: error: --results needs a path", file=sys.stderr)
+                sys.exit(2)
             out.append(f"results={argv[i + 1]}")
             i += 2
             continue
@@ -196,9 +197,10 @@ def _main(cfg: DictConfig) -> None:
     print("facedet: " + format_metrics(m) + f"\nwritten to {out_dir}")
 
 
-def main() -> None:
-    sys.argv = [sys.argv[0], *results_argv(sys.argv[1:])]
-    check_output_dir(sys.argv[1:], "eval")
+def main(argv: list[str] | None = None) -> None:
+    args = results_argv(hydra_argv(argv))
+    hydra_argv(args)  # Hydra reads the flags as overrides
+    preflight(args, "eval")
     _main()
 
 

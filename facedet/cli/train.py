@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from facedet.cli.common import CONFIG_DIR, check_output_dir, user_errors
+from facedet.cli.common import CONFIG_DIR, hydra_argv, preflight, user_errors
 from facedet.config_check import validate_train_config
 from facedet.engine.distributed import env_world, hydra_overrides_for_rank
 
@@ -45,9 +45,8 @@ def _train(cfg: DictConfig) -> float:
     return float(best.get(cfg.train.best_metric, float("nan")))  # the value a Hydra sweeper would optimise
 
 
-def main() -> None:
-    if env_world().rank == 0:  # other ranks write no output folder
-        check_output_dir(sys.argv[1:], "train")
+def main(argv: list[str] | None = None) -> None:
+    preflight(hydra_argv(argv), "train", output_dir=env_world().rank == 0)  # other ranks write no output folder
     sys.argv += hydra_overrides_for_rank()
     _train()
 
