@@ -129,7 +129,7 @@ TRAIN_RULES: dict[str, Rule] = {
 EVAL_RULES: dict[str, Rule] = {
     "img_size": _int("the test size in pixels; 32 is the largest stride", 416, ge=32, multiple_of=32, nullable=True),
     "score_thresh": _num("the minimum score kept", 0.001, ge=0, le=1, nullable=True),
-    "iou_thresh": _num("the NMS IoU threshold", 0.5, gt=0, le=1, nullable=True),
+    "nms_iou": _num("the NMS IoU threshold", 0.5, gt=0, le=1, nullable=True),
     "max_det": _int("detections kept per image", 300, ge=1, nullable=True),
     "use_ema": _flag("evaluating the EMA weights"),
     "batch_size": _int("images per batch", 16, ge=1),

@@ -117,14 +117,10 @@ def test_committed_facemask_anchors_reach_the_model(compose_cfg):
 
 
 def test_kmeans_tool_on_a_data_config(compose_cfg, tmp_path, capsys):
-    import importlib.util
-
+    from facedet.cli import kmeans_anchors as mod
     from facedet.data import generate_synthetic
 
     generate_synthetic(tmp_path / "syn", num_train=24, num_val=2, seed=0)
-    spec = importlib.util.spec_from_file_location("kmeans_tool", CONFIG_DIR.parent / "tools/kmeans_anchors.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     cfg = compose_cfg([f"data.root={tmp_path / 'syn'}", "data.num_train=24", "data.num_val=2",
                        "kmeans.generations=50", "kmeans.write=false"], name="kmeans_anchors")
     assert mod.run(cfg) is None

@@ -145,9 +145,11 @@ def test_an_old_checkpoint_reevaluates_with_its_settings(compose_cfg, tmp_path):
     det.postprocess.nms_iou = 0.45
     pa, pb = det.predict(_images()), loaded.predict(_images())
     assert all(torch.equal(x["boxes"], y["boxes"]) for x, y in zip(pa, pb, strict=True))
-    # the eval/detect override (still called iou_thresh on their command lines) sets nms_iou
-    overridden, _, _ = load_detector(tmp_path / "best.pt", iou_thresh=0.3)
+    # the eval/detect override is nms_iou too; the old name is refused, naming the known keys
+    overridden, _, _ = load_detector(tmp_path / "best.pt", nms_iou=0.3)
     assert overridden.postprocess.nms_iou == 0.3
+    with pytest.raises(ConfigError, match="iou_thresh.*nms_iou"):
+        load_detector(tmp_path / "best.pt", iou_thresh=0.3)
 
 
 def test_anchor_iou_of_a_config_defaults_to_the_assigners(compose_cfg):

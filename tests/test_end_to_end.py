@@ -76,7 +76,7 @@ def test_eval_of_the_best_checkpoint_reproduces_training_ap(tiny_run, tmp_path: 
             "data": None,
             "img_size": None,
             "score_thresh": None,
-            "iou_thresh": None,
+            "nms_iou": None,
             "max_det": None,
             "use_ema": True,
             "batch_size": 4,  # another batch size than training used: the result must not depend on it

@@ -120,11 +120,12 @@ def test_the_hook_marks_best_by_the_configured_metric_and_saves_pr_curves(wider,
         best_metric, metrics = float("-inf"), {}
 
     hook.trainer = t = T()
-    t.model = oracle_for(loader)
+    t.model = t.eval_model = oracle_for(loader)
     hook.after_epoch()
     assert t.is_best and t.best_metric == 1.0 and t.metrics["wider_hard"] == 1.0
     assert (tmp_path / "pr_curves" / "epoch_001.png").is_file() and (tmp_path / "predictions.json").is_file()
     t.epoch, t.model = 1, Oracle([{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0)}] * 6)  # finds nothing
+    t.eval_model = t.model
     hook.after_epoch()
     assert not t.is_best and t.metrics["wider_hard"] == 0.0 and len(hook.history) == 2
     assert isinstance(evaluators[1], WiderFaceEvaluator)

@@ -41,7 +41,7 @@ class _Writer:
 def test_grid_goes_to_tensorboard_once():
     writer = _Writer()
     hook = SampleGridHook()
-    hook.trainer = SimpleNamespace(hooks=[SimpleNamespace(writer=writer), hook], step=0)
+    hook.trainer = SimpleNamespace(tb_writer=writer, step=0)
     batch = _batch(4)
     assert hook.preprocess_batch(batch) is batch and hook.preprocess_batch(batch) is batch
     assert writer.images == [("train/batch", (130, 130, 3), 0, "HWC")]

@@ -12,17 +12,13 @@ from facedet.anchors.report import AnchorReport, anchor_report
 
 
 def fit_anchors(
-    wh: np.ndarray, *, k: int, anchor_iou: float | None = None, generations: int = 1000, seed: int = 0,
-    max_faces: int = 100_000, iou_t: float | None = None,
+    wh: np.ndarray, *, k: int, anchor_iou: float, generations: int = 1000, seed: int = 0, max_faces: int = 100_000,
 ) -> tuple[np.ndarray, AnchorReport, AnchorReport]:
     """k-means (1 - IoU) then genetic refinement on ``wh`` ``(N, 2)`` (input pixels), scored at the
     assigner's ``anchor_iou``; anchors are rounded to whole pixels (>= 1). Returns (anchors
     ``(k, 2)`` sorted by area, report of the k-means anchors, report of the final anchors), both
-    reports over all faces. ``iou_t``: the old name of ``anchor_iou``, until tools/kmeans_anchors.py
-    passes ``anchor_iou`` (issue 13 merge; then delete)."""
-    if (anchor_iou is None) == (iou_t is None):
-        raise TypeError("fit_anchors needs anchor_iou (only)")
-    anchor_iou = float(anchor_iou if anchor_iou is not None else iou_t)
+    reports over all faces."""
+    anchor_iou = float(anchor_iou)
     wh = np.asarray(wh, np.float64).reshape(-1, 2)
     sample = wh
     if len(wh) > max_faces:  # k-means and the search on a random subset; the reports use all faces

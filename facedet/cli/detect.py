@@ -31,7 +31,7 @@ def detect(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     device = select_device(str(cfg.device))
     model, train_cfg, which = load_detector(
         cfg.checkpoint, use_ema=cfg.use_ema, device=device, nms=cfg.nms,
-        score_thresh=cfg.score_thresh, iou_thresh=cfg.iou_thresh, max_det=cfg.max_det,
+        score_thresh=cfg.score_thresh, nms_iou=cfg.nms_iou, max_det=cfg.max_det,
     )
     img_size = int(cfg.img_size or train_cfg.data.img_size)
     tta = TTA.from_mode(cfg.tta, cfg.tta_scales)

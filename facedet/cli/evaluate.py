@@ -21,20 +21,6 @@ from facedet.registry import ConfigError
 log = logging.getLogger(__name__)
 
 
-def _evaluators_and_tta(cfg: DictConfig, records: Any) -> tuple[list[Any], Any]:
-    from facedet.evaluation.base import build_evaluators
-    from facedet.inference.tta import DEFAULT_SCALES, TTA
-
-    e = cfg.get("eval") or {}
-    node = e.get("evaluators")
-    evaluators = build_evaluators(OmegaConf.to_container(node, resolve=True) if node is not None else None, records)
-    return evaluators, TTA.from_mode(e.get("tta", "none"), e.get("tta_scales", DEFAULT_SCALES))
-
-
-def _pr_path(cfg: DictConfig, out_dir: Path) -> Path | None:
-    return out_dir / "pr_curves.png" if (cfg.get("eval") or {}).get("pr_curve", True) else None
-
-
 def val_data(cfg: DictConfig, stored: DictConfig | None) -> DictConfig | None:
     """The data config to evaluate on: the one chosen with ``data=<name>`` (it has a ``val`` node),
     else ``stored`` (the checkpoint's) moved to ``data.root`` when that is given."""
@@ -70,7 +56,7 @@ def reroot(data: DictConfig, root: str) -> DictConfig:
 
 def evaluate_checkpoint(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     """Evaluate ``cfg.checkpoint``; model, data and size default to those it was trained with."""
-    from facedet.builders import build_dataset, eval_settings, select_device
+    from facedet.builders import build_dataset, build_eval_spec, eval_settings, select_device
     from facedet.data import build_dataloader
     from facedet.engine.evaluate import evaluate
     from facedet.inference.predictor import load_detector
@@ -78,7 +64,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     device = select_device(str(cfg.device))
     model, train_cfg, which = load_detector(
         cfg.checkpoint, use_ema=cfg.use_ema, device=device, nms=cfg.get("nms"),
-        **{k: cfg[k] for k in ("score_thresh", "iou_thresh", "max_det")},
+        **{k: cfg[k] for k in ("score_thresh", "nms_iou", "max_det")},
     )
     train_cfg.data = val_data(cfg, train_cfg.data)
     if cfg.img_size is not None:
@@ -88,12 +74,13 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     dataset = build_dataset(d.val, img_size=d.img_size, aug=None, cache_images=False, where="data.val")
     loader = build_dataloader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
                               seed=0)
-    evaluators, tta = _evaluators_and_tta(cfg, dataset.records)
+    spec = build_eval_spec(cfg.get("eval"), dataset.records)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = eval_settings(train_cfg) | {"checkpoint": str(cfg.checkpoint), "weights": which}
     metrics = evaluate(model, loader, device=device, settings=settings, results_path=out_dir / "predictions.json",
-                       evaluators=evaluators, tta=tta, pr_curve_path=_pr_path(cfg, out_dir))
+                       evaluators=spec.evaluators, tta=spec.tta,
+                       pr_curve_path=out_dir / "pr_curves.png" if spec.pr_curve else None)
     (out_dir / "metrics.json").write_text(to_json(metrics, indent=2))
     return metrics
 
@@ -101,7 +88,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
 def evaluate_results(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     """Score ``cfg.results`` (another detector's COCO results json or WIDER txt folder) on the val
     split of ``cfg.data`` (or of the checkpoint's data when a checkpoint is given too)."""
-    from facedet.builders import build_dataset
+    from facedet.builders import build_dataset, build_eval_spec
     from facedet.engine.evaluate import finish_evaluation
     from facedet.evaluation.results import read_results
 
@@ -122,15 +109,16 @@ def evaluate_results(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         preds = read_results(cfg.results, dataset.records, id_map=cfg.get("results_images"))
     except ValueError as e:  # a malformed or mismatched results file: the message names file and entry
         raise ConfigError(str(e)) from e
-    evaluators, _ = _evaluators_and_tta(cfg, dataset.records)
+    spec = build_eval_spec(cfg.get("eval"), dataset.records)
     ids = list(preds)
-    for ev in evaluators:
+    for ev in spec.evaluators:
         ev.update([preds[i] for i in ids], ids)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {"results": str(cfg.results), "data": data.name, "split": "val",
                 "note": "test size, TTA and thresholds are those of the detector that wrote the results"}
-    metrics = finish_evaluation(evaluators, settings=settings, pr_curve_path=_pr_path(cfg, out_dir))
+    metrics = finish_evaluation(spec.evaluators, settings=settings,
+                                pr_curve_path=out_dir / "pr_curves.png" if spec.pr_curve else None)
     (out_dir / "metrics.json").write_text(to_json(metrics, indent=2))
     return metrics
 
@@ -159,7 +147,7 @@ def format_metrics(m: dict[str, Any]) -> str:
         tta = s.get("tta", {})
         lines.append(f"{s.get('data')} val at {s.get('img_size')} px, {s.get('weights')} weights, TTA {tta.get('mode')}"
                      f" {tta.get('scales')}, {post.get('type')} score>{post.get('score_thresh')} "
-                     f"iou {post.get('iou_thresh')} max_det {post.get('max_det')}")
+                     f"nms_iou {post.get('nms_iou', post.get('iou_thresh'))} max_det {post.get('max_det')}")
     lines.append(f"COCO  AP50 {f(m.get('AP50'))}  AP50:95 {f(m.get('AP'))}  AP75 {f(m.get('AP75'))}  "
                  f"AR {f(m.get('AR'))}")
     if "AP50_tiny" in m:

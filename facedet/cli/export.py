@@ -11,7 +11,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from facedet.cli.common import CONFIG_DIR, user_errors
+from facedet.cli.common import CONFIG_DIR, hydra_argv, preflight, user_errors
 from facedet.evaluation.base import to_json
 from facedet.registry import ConfigError
 
@@ -49,7 +49,7 @@ def export(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
-def main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> None:
     with user_errors():
         r = export(cfg, HydraConfig.get().runtime.output_dir)
     line = f"facedet: wrote {r['onnx']} ({'NMS inside' if r['nms_in_graph'] else 'no NMS'}, dynamic batch and size)"
@@ -61,6 +61,11 @@ def main(cfg: DictConfig) -> None:
     print(line)
     if "parity_ok" in r and not r["parity_ok"]:
         raise SystemExit("facedet: error: the ONNX outputs differ from PyTorch beyond verify_tolerance")
+
+
+def main(argv: list[str] | None = None) -> None:
+    preflight(hydra_argv(argv), "export")
+    _main()
 
 
 if __name__ == "__main__":

@@ -26,11 +26,12 @@ def run(cfg: DictConfig, data_choice: str | None = None) -> Path | None:
     for the printed training commands."""
     from facedet.anchors import anchor_report, anchors_yaml, fit_anchors, letterboxed_wh, per_level, write_anchors
     from facedet.builders import build_dataset
+    from facedet.models.model_config import anchor_iou_of
 
     d, km = cfg.data, cfg.kmeans
     img_size = int(d.img_size)
     min_face = float(cfg.aug.get("min_face_size") or 0)
-    iou_t = float(OmegaConf.select(cfg, "model.loss.assigner.iou_t", default=0.213))
+    anchor_iou = anchor_iou_of(cfg.model)  # the assigner's threshold, as training measures the fit
     current = np.asarray(OmegaConf.to_container(cfg.model.anchors, resolve=True), np.float64)
     levels, k = len(current), int(km.k or np.asarray(current).size // 2)
     dataset = build_dataset(d.train, img_size=img_size, aug=None, cache_images=False, where="data.train")
@@ -38,10 +39,10 @@ def run(cfg: DictConfig, data_choice: str | None = None) -> Path | None:
     if len(wh) < k:
         raise ConfigError(f"only {len(wh)} usable faces in data.train; k-means needs at least kmeans.k={k}")
     print(f"{len(wh)} faces of {d.name} train at {img_size} px ({small} below aug.min_face_size={min_face:g} "
-          f"left out); assignment threshold iou_t={iou_t:g}")
-    before = anchor_report(wh, current.reshape(-1, 2), iou_t)
+          f"left out); assignment threshold anchor_iou={anchor_iou:g}")
+    before = anchor_report(wh, current.reshape(-1, 2), anchor_iou)
     print(f"model {cfg.model.name} anchors: {before.summary()}")
-    anchors, kmeans_rep, rep = fit_anchors(wh, k=k, iou_t=iou_t, generations=int(km.generations),
+    anchors, kmeans_rep, rep = fit_anchors(wh, k=k, anchor_iou=anchor_iou, generations=int(km.generations),
                                            seed=int(km.seed), max_faces=int(km.max_faces))
     print(f"k-means (1 - IoU), k={k}: {kmeans_rep.summary()}")
     print(f"after {int(km.generations)} genetic generations: {rep.summary()}")

@@ -16,7 +16,7 @@ import pkgutil
 from typing import Any
 
 import facedet
-from facedet.registry import ALL_REGISTRIES
+from facedet import registry
 
 # Where each kind of part is named in the configs (the first hop of "config name -> code").
 CONFIG_PLACES = {
@@ -60,9 +60,11 @@ def _where(obj: Any) -> str:
 def parts_table() -> str:
     """The markdown table: kind, where configs name it, registered name, file and object."""
     import_all_parts()
+    # facedet's own registries (the module-level ones), not those a user or a test may add
+    kinds = {r.kind: r for r in vars(registry).values() if isinstance(r, registry.Registry)}
     lines = ["| kind | named in the config at | name | code |", "| --- | --- | --- | --- |"]
-    for kind in sorted(ALL_REGISTRIES):
-        reg = ALL_REGISTRIES[kind]
+    for kind in sorted(kinds):
+        reg = kinds[kind]
         for name in reg.names():
             lines.append(f"| {kind} | {CONFIG_PLACES.get(kind, '?')} | `{name}` | {_where(reg.get(name))} |")
     return "\n".join(lines) + "\n"

@@ -25,7 +25,8 @@ def run(cfg: DictConfig) -> str:
     d, show = cfg.data, cfg.show
     train_set = build_dataset(d.train, img_size=int(d.img_size), aug=cfg.aug.train, cache_images=False,
                               where="data.train", min_face_size=float(cfg.aug.get("min_face_size") or 0))
-    train_set = wrap_train_dataset(train_set, OmegaConf.to_container(cfg.aug, resolve=True))
+    aug = OmegaConf.to_container(cfg.aug, resolve=True)
+    train_set = wrap_train_dataset(train_set, aug, img_size=int(d.img_size))
     loader = build_dataloader(train_set, batch_size=min(int(show.num_images), len(train_set)), shuffle=True,
                               num_workers=0, seed=int(show.seed))
     batch = next(iter(loader))

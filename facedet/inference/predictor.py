@@ -21,8 +21,6 @@ from facedet.registry import POSTPROCESSORS, ConfigError, closest
 from facedet.structures import boxes_to_original, empty_sample_arrays
 
 POSTPROCESS_KEYS = ("score_thresh", "nms_iou", "max_det")
-# eval.yaml and detect.yaml still call the NMS IoU ``iou_thresh`` (their callers pass it on as is)
-_OLD_POSTPROCESS_KEYS = {"iou_thresh": "nms_iou"}
 
 
 def override_postprocess(model_cfg: DictConfig, *, nms: str | None = None, **values: Any) -> None:
@@ -31,7 +29,6 @@ def override_postprocess(model_cfg: DictConfig, *, nms: str | None = None, **val
     ``None`` leaves a value as configured."""
     import facedet.postprocess  # noqa: F401  (registers the NMS family)
 
-    values = {_OLD_POSTPROCESS_KEYS.get(k, k): v for k, v in values.items()}
     post = model_cfg.postprocess
     if nms is not None:
         if nms not in POSTPROCESSORS:
