@@ -1,6 +1,6 @@
 """Box conversions and the data types that pass between the data pipeline, the model and the engine.
 
-Sample (a dataset item before transforms), see DESIGN.md:
+Sample (a dataset item before transforms), see docs/ARCHITECTURE.md:
     image      HxWx3 uint8 RGB (numpy)
     boxes      Nx4 float32 xyxy in pixels
     labels     N int64 (0 = face)

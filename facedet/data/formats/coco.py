@@ -68,6 +68,25 @@ def read_coco_json(ann_file: str | Path, img_dir: str | Path) -> tuple[list[Reco
     ann_file, img_dir = Path(ann_file), Path(img_dir)
     data = _load(ann_file)
     stats = LoadStats(source=f"coco_json {ann_file}")
+    by_image = _annotations_by_image(data, ann_file, stats)
+    records: list[Record] = []
+    for img in data["images"]:
+        anns, name = by_image[img["id"]], img["file_name"]
+        xywh, ignore, lm, attrs = _faces(anns, ann_file)
+        path = img_dir / name
+        got = resolve_image(stats, path, len(anns), _image_size(img, ann_file))
+        if got is None:
+            continue
+        rec = make_record(stats, path, name, xywh, ignore, got, lm, attrs)
+        rec.coco_id = img["id"]  # predictions.json uses the json's own image ids
+        records.append(rec)
+    return records, stats
+
+
+def _annotations_by_image(data: dict[str, Any], ann_file: Path,
+                          stats: LoadStats) -> dict[Any, list[tuple[int, dict[str, Any]]]]:
+    """Image id -> its ``(index, annotation)`` pairs, every image listed (checked: ids and file
+    names unique); annotations of unknown images are dropped and counted."""
     by_image: dict[Any, list[tuple[int, dict[str, Any]]]] = {}
     seen: dict[str, str] = {}
     for k, img in enumerate(data["images"]):
@@ -87,47 +106,46 @@ def read_coco_json(ann_file: str | Path, img_dir: str | Path) -> tuple[list[Reco
             stats.examples.setdefault("unknown_image_id", f"{ann_file}: annotations[{k}] image_id {key!r}")
             continue
         by_image[key].append((k, ann))
-    records: list[Record] = []
-    for img in data["images"]:
-        anns, name = by_image[img["id"]], img["file_name"]
-        n = len(anns)
-        xywh = np.zeros((n, 4), np.float64)
-        ignore = np.zeros(n, bool)
-        xy, absent = np.zeros((n, 5, 2)), np.ones((n, 5), bool)
-        attrs = np.full((n, len(WIDER_ATTRIBUTES)), -1, np.int16)
-        has_attrs = False
-        for j, (k, a) in enumerate(anns):
-            where = f"{ann_file}: annotations[{k}] (id {a.get('id')})"
-            xywh[j] = _numbers(a.get("bbox"), 4, f"{where} bbox")
-            for key in ("iscrowd", "ignore"):
-                if a.get(key, 0) not in (0, 1):  # "0" or [1] would read as true: a face silently ignored
-                    raise LabelError(f"{where} {key}: expected 0 or 1, got {json.dumps(a[key])[:80]}")
-            ignore[j] = bool(a.get("iscrowd", 0) or a.get("ignore", 0))
-            if a.get("keypoints") is not None:
-                kp = _numbers(a["keypoints"], 15, f"{where} keypoints (5 face landmarks x, y, v)").reshape(5, 3)
-                xy[j], absent[j] = kp[:, :2], kp[:, 2] <= 0
-            if isinstance(a.get("attributes"), dict):
-                has_attrs = True
-                for c, col in enumerate(WIDER_ATTRIBUTES):
-                    v = a["attributes"].get(col, -1)
-                    if not isinstance(v, int) or isinstance(v, bool) or abs(v) > 1000:
-                        raise LabelError(f"{where} attributes.{col}: expected a small integer, got {v!r}")
-                    attrs[j, c] = v
-        size = None
-        if "height" in img and "width" in img:
-            h, w = img["height"], img["width"]
-            if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
-                raise LabelError(f"{ann_file}: images entry {img['id']!r}: width/height must be positive integers")
-            size = (h, w)
-        path = img_dir / name
-        got = resolve_image(stats, path, n, size)
-        if got is None:
-            continue
-        lm = landmarks_from_points(xy, absent)
-        rec = make_record(stats, path, name, xywh, ignore, got, lm, attrs if has_attrs else None)
-        rec.coco_id = img["id"]  # predictions.json uses the json's own image ids
-        records.append(rec)
-    return records, stats
+    return by_image
+
+
+def _faces(anns: list[tuple[int, dict[str, Any]]], ann_file: Path):
+    """The faces of one image's annotations: xywh boxes, ignore flags, landmarks and the WIDER
+    attributes (None when no annotation has any)."""
+    n = len(anns)
+    xywh = np.zeros((n, 4), np.float64)
+    ignore = np.zeros(n, bool)
+    xy, absent = np.zeros((n, 5, 2)), np.ones((n, 5), bool)
+    attrs = np.full((n, len(WIDER_ATTRIBUTES)), -1, np.int16)
+    has_attrs = False
+    for j, (k, a) in enumerate(anns):
+        where = f"{ann_file}: annotations[{k}] (id {a.get('id')})"
+        xywh[j] = _numbers(a.get("bbox"), 4, f"{where} bbox")
+        for key in ("iscrowd", "ignore"):
+            if a.get(key, 0) not in (0, 1):  # "0" or [1] would read as true: a face silently ignored
+                raise LabelError(f"{where} {key}: expected 0 or 1, got {json.dumps(a[key])[:80]}")
+        ignore[j] = bool(a.get("iscrowd", 0) or a.get("ignore", 0))
+        if a.get("keypoints") is not None:
+            kp = _numbers(a["keypoints"], 15, f"{where} keypoints (5 face landmarks x, y, v)").reshape(5, 3)
+            xy[j], absent[j] = kp[:, :2], kp[:, 2] <= 0
+        if isinstance(a.get("attributes"), dict):
+            has_attrs = True
+            for c, col in enumerate(WIDER_ATTRIBUTES):
+                v = a["attributes"].get(col, -1)
+                if not isinstance(v, int) or isinstance(v, bool) or abs(v) > 1000:
+                    raise LabelError(f"{where} attributes.{col}: expected a small integer, got {v!r}")
+                attrs[j, c] = v
+    return xywh, ignore, landmarks_from_points(xy, absent), attrs if has_attrs else None
+
+
+def _image_size(img: dict[str, Any], ann_file: Path) -> tuple[int, int] | None:
+    """The (height, width) an images entry states, checked; None when it states none."""
+    if "height" not in img or "width" not in img:
+        return None
+    h, w = img["height"], img["width"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
+        raise LabelError(f"{ann_file}: images entry {img['id']!r}: width/height must be positive integers")
+    return h, w
 
 
 def write_coco_json(records: Sequence[Record], out_file: str | Path) -> None:

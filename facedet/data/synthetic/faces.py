@@ -3,6 +3,8 @@ distractors that are not faces, and the placement of faces in an image."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from facedet.data.synthetic.draw import draw_ellipse, draw_line, draw_poly, half_extent
@@ -101,6 +103,15 @@ def draw_face(
         draw_ellipse(img, m, (0.24 * a, 0.09 * b), angle, lips * 0.45)
     else:
         draw_ellipse(img, m, (0.28 * a, 0.05 * b), angle, lips)
+    draw_accessory(img, rng, P, eyes, (a, b, angle), light, line)
+
+
+def draw_accessory(img: np.ndarray, rng: np.random.Generator, P: Callable[[float, float], tuple[float, float]],
+                   eyes: list[tuple[float, float]], shape: tuple[float, float, float], light: float,
+                   line: int) -> None:
+    """Glasses (15%), a surgical mask (20%) or nothing, on the face ``draw_face`` drew: ``P`` maps the
+    face frame to the image, ``shape`` is its semi-axes and angle."""
+    a, b, angle = shape
     r = rng.random()
     if r < 0.15:  # glasses, a third of them sunglasses
         dark = np.array([25, 25, 25], np.float32)
