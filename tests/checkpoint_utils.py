@@ -39,10 +39,21 @@ LEGACY_HOOK_NAMES = {"ema": "EMAHook", "eval": "EvalHook", "sat": "SATHook", "ch
 def to_legacy_layout(ckpt: dict) -> dict:
     """``ckpt`` as the versions before the hook state keys and optimizer/schedule ``type`` wrote it:
     hook state under class names, ``optim.name``, AdamW's beta1 as ``optim.momentum`` with an unused
-    ``optim.nesterov``, a schedule without ``type``."""
+    ``optim.nesterov``, a schedule without ``type``, and the model keys before their rename
+    (``iou_t``, ``ignore_thresh``, ``iou_thresh``)."""
+    import copy
+
+    from facedet.models.model_config import RENAMED_KEYS
+
     old = dict(ckpt)
     old["hooks"] = {LEGACY_HOOK_NAMES.get(k, k): v for k, v in ckpt["hooks"].items()}
-    config = {k: dict(v) if isinstance(v, dict) else v for k, v in ckpt["config"].items()}
+    config = copy.deepcopy(ckpt["config"])
+    for old_key, new_key in RENAMED_KEYS:
+        *parents, leaf = new_key.split(".")
+        node = config["model"]
+        for part in parents:
+            node = node[part]
+        node[old_key.rsplit(".", 1)[1]] = node.pop(leaf)
     optim = config["optim"]
     optim["name"] = optim.pop("type")
     if optim["name"] == "adamw":

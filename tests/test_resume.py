@@ -185,13 +185,15 @@ def test_sigterm_mid_epoch_saves_last_and_resumes_exactly(compose_cfg, data_root
 
 def test_a_checkpoint_of_the_older_layout_resumes_exactly(compose_cfg, data_root, reference, tmp_path):
     """A run stopped by an older version (hook state under class names, optim.name/momentum/nesterov,
-    no schedule.type) is found by train.resume=true and continues bit-identically."""
+    no schedule.type, model keys iou_t/ignore_thresh/iou_thresh) is found by train.resume=true and
+    continues bit-identically."""
     cfg = compose_cfg(tiny_overrides(data_root))
     runs = tmp_path / cfg.name
     run_training(cfg, runs / "a", progress=False, extra_hooks=[RandomJitter(), SignalAtStep(9, signal.SIGTERM)])
     last = runs / "a" / "checkpoints" / "last.pt"
     legacy = to_legacy_layout(load_checkpoint(last))
     assert "EMAHook" in legacy["hooks"] and "name" in legacy["config"]["optim"]
+    assert "iou_t" in legacy["config"]["model"]["loss"]["assigner"]
     torch.save(legacy, last)
     assert model_weights(load_checkpoint(last))[0] == "ema"
 
