@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import sys
@@ -52,3 +53,14 @@ def print_header(*extra_modules: str) -> None:
     print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")
     print(f"versions: {versions(*extra_modules)}")
     print(f"machine: {machine()}")
+
+
+def fuzz_args(doc: str, n: int, n_help: str) -> argparse.Namespace:
+    """The command line of a seeded fuzz benchmark (``--n`` cases, ``--seed``; ``doc``'s first paragraph
+    is the description), parsed; then the header printed."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=n, help=n_help)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    print_header()
+    return args

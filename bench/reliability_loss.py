@@ -14,7 +14,6 @@ the same code on a smaller grid.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 from collections.abc import Callable
@@ -185,13 +184,9 @@ def yolo_grid(sizes: tuple[int, ...] = (128, 2560)) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=10_000, help="box pairs per case")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    from bench.common import print_header
+    from bench.common import fuzz_args
 
-    print_header()
+    args = fuzz_args(__doc__, n=10_000, n_help="box pairs per case")
     torch.set_num_threads(1)
     rows = pair_grid(args.n, args.seed)
     print(f"\nIoU-family losses: {args.n} pairs per case and dtype; max |loss|, max |d loss/d pred|, finite")

@@ -31,7 +31,7 @@ def resolve_metric(name: str, evaluators: Sequence[Any]) -> str:
     """The metric key ``name`` (or its alias) stands for; a ConfigError with the known names and the
     closest match when no evaluator reports it."""
     key = METRIC_ALIASES.get(name, name)
-    known = [m for ev in evaluators for m in getattr(ev, "metric_names", ())]
+    known = [m for ev in evaluators for m in ev.metric_names]
     if not known or key in known:
         return key
     choices = known + list(METRIC_ALIASES)

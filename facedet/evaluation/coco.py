@@ -160,4 +160,4 @@ class COCOEvaluator:
 
     def pr_curves(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The COCO precision-recall curve at IoU 0.5 (101 recall points) of the last ``compute``."""
-        return dict(getattr(self, "curves", {}))
+        return dict(self.curves)
