@@ -50,42 +50,39 @@ def build_dataset(node: Any, *, img_size: int, aug: Any, cache_images: bool, whe
     return build(node, DATASETS, where=where, transform=transform, cache_images=cache_images)
 
 
-def build_loaders(cfg: DictConfig, *, rank: int = 0, world_size: int = 1) -> tuple[Any, Any]:
-    """Training and validation loaders; under DDP each rank gets ``train.batch_size / world_size``
-    images per batch from its own shard, and its share of the validation images."""
+def build_loaders(data: DictConfig, aug: DictConfig, *, batch_size: int, val_batch_size: int, num_workers: int,
+                  seed: int, rank: int = 0, world_size: int = 1) -> tuple[Any, Any]:
+    """Training and validation loaders of the ``data`` and ``aug`` nodes; ``batch_size`` is images per
+    step over all processes: under DDP each rank gets ``batch_size / world_size`` images per batch
+    from its own shard, and its share of the validation images."""
     from facedet.data import build_dataloader, wrap_train_dataset
 
-    d = cfg.data
-    if cfg.train.batch_size % world_size:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} (images per step, all processes together) "
+    if batch_size % world_size:
+        raise ConfigError(f"train.batch_size={batch_size} (images per step, all processes together) "
                           f"must be a multiple of the {world_size} processes.")
-    batch_size = cfg.train.batch_size // world_size
-    train_set = build_dataset(d.train, img_size=d.img_size, aug=cfg.aug.train,
-                              cache_images=d.cache_images, where="data.train",
-                              min_face_size=float(cfg.aug.get("min_face_size") or 0))
+    train_set = build_dataset(data.train, img_size=data.img_size, aug=aug.train, cache_images=data.cache_images,
+                              where="data.train", min_face_size=float(aug.get("min_face_size") or 0))
     # mosaic, mixup
-    train_set = wrap_train_dataset(train_set, OmegaConf.to_container(cfg.aug, resolve=True), img_size=int(d.img_size))
-    val_set = build_dataset(d.val, img_size=d.img_size, aug=cfg.aug.get("val"),
-                            cache_images=d.cache_images, where="data.val")
+    train_set = wrap_train_dataset(train_set, OmegaConf.to_container(aug, resolve=True), img_size=int(data.img_size))
+    val_set = build_dataset(data.val, img_size=data.img_size, aug=aug.get("val"), cache_images=data.cache_images,
+                            where="data.val")
     if len(train_set) == 0:
         raise ConfigError("data.train has no images (see the load summary above).")
     # workers survive SIGTERM/SIGINT so the trainer can reach a clean stop; run_training shuts them down
-    train_loader = build_dataloader(train_set, batch_size=batch_size, shuffle=True, num_workers=cfg.train.num_workers,
-                                    seed=cfg.seed, drop_last=True, rank=rank, world_size=world_size,
-                                    signal_proof_workers=True)
-    val_loader = build_dataloader(val_set, batch_size=cfg.eval.batch_size, shuffle=False,
-                                  num_workers=cfg.train.num_workers, seed=cfg.seed, rank=rank, world_size=world_size,
-                                  signal_proof_workers=True)
+    common = {"num_workers": num_workers, "seed": seed, "rank": rank, "world_size": world_size,
+              "signal_proof_workers": True}
+    train_loader = build_dataloader(train_set, batch_size=batch_size // world_size, shuffle=True, drop_last=True,
+                                    **common)
+    val_loader = build_dataloader(val_set, batch_size=val_batch_size, shuffle=False, **common)
     if len(train_loader) == 0:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {len(train_set)} training images.")
+        raise ConfigError(f"train.batch_size={batch_size} exceeds the {len(train_set)} training images.")
     return train_loader, val_loader
 
 
-def eval_settings(cfg: DictConfig) -> dict[str, Any]:
-    """The conditions behind every reported number: test size, thresholds, TTA."""
-    post = OmegaConf.to_container(cfg.model.postprocess, resolve=True)
-    return {"img_size": int(cfg.data.img_size), "tta": "none", "postprocess": post,
-            "data": cfg.data.name, "split": "val"}
+def eval_settings(*, img_size: int, postprocess: Mapping[str, Any] | DictConfig, data_name: str) -> dict[str, Any]:
+    """The conditions behind every reported number: test size, post-processing, data, TTA."""
+    post = OmegaConf.to_container(postprocess, resolve=True) if isinstance(postprocess, DictConfig) else postprocess
+    return {"img_size": int(img_size), "tta": "none", "postprocess": dict(post), "data": data_name, "split": "val"}
 
 
 @dataclass(frozen=True)

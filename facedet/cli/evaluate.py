@@ -77,7 +77,8 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     spec = build_eval_spec(cfg.get("eval"), dataset.records)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = eval_settings(train_cfg) | {"checkpoint": str(cfg.checkpoint), "weights": which}
+    settings = eval_settings(img_size=train_cfg.data.img_size, postprocess=train_cfg.model.postprocess,
+                             data_name=train_cfg.data.name) | {"checkpoint": str(cfg.checkpoint), "weights": which}
     metrics = evaluate(model, loader, device=device, settings=settings, results_path=out_dir / "predictions.json",
                        evaluators=spec.evaluators, tta=spec.tta,
                        pr_curve_path=out_dir / "pr_curves.png" if spec.pr_curve else None)

@@ -112,7 +112,9 @@ def _run(cfg: DictConfig, run_dir: str | Path, device: torch.device, world: du.D
         log.info(load_weights(model, cfg.model.weights, partial=bool(cfg.model.get("weights_partial"))).summary())
     model = model.to(device)
     with du.main_process_first():  # rank 0 renders/caches data first
-        train_loader, val_loader = build_loaders(cfg, rank=world.rank, world_size=world.world_size)
+        train_loader, val_loader = build_loaders(
+            cfg.data, cfg.aug, batch_size=int(cfg.train.batch_size), val_batch_size=int(cfg.eval.batch_size),
+            num_workers=int(cfg.train.num_workers), seed=int(cfg.seed), rank=world.rank, world_size=world.world_size)
     try:
         return _train(cfg, run_dir, device, world, model, train_loader, val_loader, started, progress=progress,
                       extra_hooks=extra_hooks)
@@ -184,8 +186,9 @@ def _hooks(cfg: DictConfig, model: Detector, train_loader: Any, val_loader: Any,
         hooks.append(EMAHook(ModelEMA(model, decay=t.ema.decay, tau=t.ema.tau)))
     spec = build_eval_spec(cfg.get("eval"), val_loader.dataset.records, interval=int(t.eval_interval),
                            best_metric=str(t.best_metric))
+    settings = eval_settings(img_size=cfg.data.img_size, postprocess=cfg.model.postprocess, data_name=cfg.data.name)
     return hooks + [
-        build_eval_hook(spec, val_loader, run_dir=run_dir, settings=eval_settings(cfg), progress=progress),
+        build_eval_hook(spec, val_loader, run_dir=run_dir, settings=settings, progress=progress),
         PredictionGridHook(val_loader.dataset, num_images=int(t.get("vis_images", 8))),
         *model_hooks(model),  # schedules of model options (DropBlock)
         *build_data_hooks(cfg.aug, train_dataset=train_loader.dataset, img_size=int(cfg.data.img_size),
