@@ -6,7 +6,9 @@ import argparse
 import os
 import platform
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = str(ROOT / "configs")
@@ -20,12 +22,17 @@ def cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages ("n/a" where the system has none)."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
 def machine() -> str:
     """CPU model and count, load average (other work disturbs timings), and the CUDA device if any."""
     import torch
 
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    text = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu_model()}), load average {load}"
+    text = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu_model()}), " \
+           f"load average {load_average()}"
     if torch.cuda.is_available():
         text += f"; CUDA {torch.version.cuda}: {torch.cuda.get_device_name(0)}"
     return text
@@ -53,6 +60,16 @@ def print_header(*extra_modules: str) -> None:
     print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")
     print(f"versions: {versions(*extra_modules)}")
     print(f"machine: {machine()}")
+
+
+def next_batch(it: Iterator, loader: Iterable) -> tuple[Iterator, Any]:
+    """The next batch of ``it``, starting over with a fresh iterator of ``loader`` when ``it`` runs
+    out: (the iterator to go on with, the batch)."""
+    try:
+        return it, next(it)
+    except StopIteration:
+        it = iter(loader)
+        return it, next(it)
 
 
 def fuzz_args(doc: str, n: int, n_help: str) -> argparse.Namespace:

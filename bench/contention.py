@@ -56,7 +56,9 @@ def child(args: argparse.Namespace) -> None:
         torch.set_num_threads(int(cfg.train.threads))
     torch.manual_seed(0)
     model = build_detector(cfg.model)
-    train_loader, _ = build_loaders(cfg)
+    train_loader, _ = build_loaders(cfg.data, cfg.aug, batch_size=int(cfg.train.batch_size),
+                                    val_batch_size=int(cfg.eval.batch_size), num_workers=int(cfg.train.num_workers),
+                                    seed=int(cfg.seed))
     trainer = Trainer(model=model, optimizer=build_optimizer(model, cfg.optim),
                       train_loader=train_loader, device=torch.device("cpu"), max_epochs=1, base_lr=cfg.optim.lr,
                       lr_factor=lambda s: 1.0, grad_clip=10.0)

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import print_header  # noqa: E402
+from bench.common import load_average, next_batch, print_header  # noqa: E402
 
 
 def build_loader(args: argparse.Namespace, workers: int):
@@ -61,11 +61,7 @@ def measure(loader, batches: int) -> tuple[float, float, float]:
     inner = loader._iterator if loader.num_workers else None  # the workers of the persistent iterator
     n, t0, c0, w0 = 0, time.perf_counter(), time.process_time(), _worker_cpu(inner)
     for _ in range(batches):
-        try:
-            batch = next(gen)
-        except StopIteration:
-            gen = iter(loader)
-            batch = next(gen)
+        gen, batch = next_batch(gen, loader)
         n += len(batch["images"])
     wall, cpu, wcpu = time.perf_counter() - t0, time.process_time() - c0, _worker_cpu(inner) - w0
     return n / wall, 1000 * cpu / n, 1000 * wcpu / n
@@ -100,7 +96,7 @@ def main() -> None:
               f"({', '.join(f'{x:.1f}' for x in ips)}); CPU per image: main process {main_ms:.2f} ms, "
               f"workers {worker_ms:.2f} ms", flush=True)
         del loader
-    print("load average after:", " ".join(f"{x:.1f}" for x in os.getloadavg()))
+    print("load average after:", load_average())
 
 
 if __name__ == "__main__":

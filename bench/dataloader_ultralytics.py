@@ -12,15 +12,27 @@ Run it next to bench/dataloader.py: on a shared machine only figures taken side 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.common import load_average, next_batch, print_header  # noqa: E402
+
+
+def measure(it: Iterator, dl: Iterable, batches: int) -> tuple[Iterator, tuple[float, float]]:
+    """(images/s wall, main-process CPU ms per image) over ``batches`` batches of ``it`` (``dl``
+    starts over when it runs out), with the iterator to go on with."""
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
+    for _ in range(batches):
+        it, b = next_batch(it, dl)
+        n += len(b["img"])
+    return it, (n / (time.perf_counter() - t0), 1000 * (time.process_time() - c0) / n)
 
 
 def main() -> None:
@@ -41,7 +53,6 @@ def main() -> None:
         sys.exit("ultralytics is not installed; see this script's docstring")
     import torch
 
-    from bench.common import print_header
     from facedet.data.convert import convert
 
     torch.set_num_threads(1)
@@ -62,21 +73,14 @@ def main() -> None:
         next(it)
         res = []
         for _ in range(args.repeats):
-            n, t0, c0 = 0, time.perf_counter(), time.process_time()
-            for _ in range(args.batches):
-                try:
-                    b = next(it)
-                except StopIteration:
-                    it = iter(dl)
-                    b = next(it)
-                n += len(b["img"])
-            res.append((n / (time.perf_counter() - t0), 1000 * (time.process_time() - c0) / n))
+            it, r = measure(it, dl, args.batches)
+            res.append(r)
         ips = [r[0] for r in res]
         print(f"ultralytics workers={w}: {max(ips):7.1f} images/s best, {sum(ips) / len(ips):7.1f} mean "
               f"({', '.join(f'{x:.1f}' for x in ips)}); main-process CPU {min(r[1] for r in res):.2f} ms/image",
               flush=True)
         del it, dl
-    print("load average after:", " ".join(f"{x:.1f}" for x in os.getloadavg()))
+    print("load average after:", load_average())
     shutil.rmtree(tmp, ignore_errors=True)
 
 

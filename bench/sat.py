@@ -11,17 +11,19 @@ wall and CPU milliseconds per step (median over the timed steps), the command, v
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="yolov4_nano")
     ap.add_argument("--img-size", type=int, default=320)
@@ -31,14 +33,15 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (0 = torch's default; on a busy 2-core machine 2 threads ran 6-10x slower)")
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def setup(args: argparse.Namespace) -> tuple[Any, Any, Any, list[dict]]:
+    """The model (training mode), its SGD optimizer and one synthetic batch (images, targets) on the device."""
     import torch
     from hydra import compose, initialize_config_dir
 
-    from bench.common import print_header
     from facedet.data import build_dataloader, build_transforms, generate_synthetic
-    from facedet.engine.sat import adversarial_images
     from facedet.models import build_detector
     from facedet.registry import DATASETS, build
 
@@ -55,24 +58,40 @@ def main() -> None:
         ds = build({"type": "synthetic", "root": tmp, "num_train": args.batch_size, "num_val": 1},
                    DATASETS, transform=build_transforms([], args.img_size), cache_images=True)
         batch = next(iter(build_dataloader(ds, batch_size=args.batch_size, shuffle=False, num_workers=0, seed=0)))
-    images = batch["images"].to(device)
     targets = [{k: v.to(device) for k, v in t.items()} for t in batch["targets"]]
+    return model, opt, batch["images"].to(device), targets
 
-    def step(sat: bool) -> tuple[float, float]:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0, c0 = time.perf_counter(), time.process_time()
-        x = adversarial_images(model, images, targets, epsilon=args.epsilon) if sat else images
-        loss = model.loss(x, targets)["loss"]
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return 1000 * (time.perf_counter() - t0), 1000 * (time.process_time() - c0)
 
+def timed_step(model: Any, opt: Any, images: Any, targets: list[dict], epsilon: float,
+               sat: bool) -> tuple[float, float]:
+    """One training step, with SAT's extra pass if ``sat``: (wall ms, CPU ms)."""
+    import torch
+
+    from facedet.engine.sat import adversarial_images
+
+    if images.device.type == "cuda":
+        torch.cuda.synchronize()
+    t0, c0 = time.perf_counter(), time.process_time()
+    x = adversarial_images(model, images, targets, epsilon=epsilon) if sat else images
+    loss = model.loss(x, targets)["loss"]
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    if images.device.type == "cuda":
+        torch.cuda.synchronize()
+    return 1000 * (time.perf_counter() - t0), 1000 * (time.process_time() - c0)
+
+
+def main() -> None:
+    args = parse_args()
+    import torch
+
+    from bench.common import print_header
+
+    model, opt, images, targets = setup(args)
+    step = functools.partial(timed_step, model, opt, images, targets, args.epsilon)
     print_header()
-    print(f"device {device}")
+    print(f"device {torch.device(args.device)}")
     print(f"model {args.model}, {args.img_size} px, batch {args.batch_size}, epsilon {args.epsilon}, "
           f"{args.steps} timed steps per setting (interleaved, so load changes hit both alike)")
     for _ in range(2):  # warm-up
