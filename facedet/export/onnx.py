@@ -141,11 +141,26 @@ def export_onnx(
     return path
 
 
-def _canonical(dets: np.ndarray) -> np.ndarray:
-    """``(K, 6)`` detections sorted by image, descending score (to 1e-5: flat image regions give
-    equal scores up to float noise), then the box."""
-    d = dets.round(5)
-    return dets[np.lexsort((d[:, 4], d[:, 3], d[:, 2], d[:, 1], -d[:, 5], d[:, 0]))]
+def _paired(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The rows of two ``(K, 6)`` detection sets paired one to one, image by image, so that paired
+    rows differ least (an assignment on each pair's largest box or score difference); None when an
+    image has a different number of detections. Rows are paired by content, not by position: the
+    order of equal or nearly equal scores is float noise, and sorting on rounded scores splits two
+    near-equal scores that straddle a rounding boundary."""
+    from scipy.optimize import linear_sum_assignment
+
+    ref_rows, got_rows = [], []
+    for b in np.union1d(ref[:, 0], got[:, 0]):
+        r, g = np.flatnonzero(ref[:, 0] == b), np.flatnonzero(got[:, 0] == b)
+        if len(r) != len(g):
+            return None
+        cost = np.abs(ref[r, 1:, None].astype(np.float64) - got[g, 1:].T[None]).max(1)
+        i, j = linear_sum_assignment(cost)
+        ref_rows.append(r[i])
+        got_rows.append(g[j])
+    if not ref_rows:
+        return ref, got
+    return ref[np.concatenate(ref_rows)], got[np.concatenate(got_rows)]
 
 
 def verification_images(shapes: Sequence[tuple[int, int, int]], seed: int = 0) -> list[Tensor]:
@@ -189,8 +204,12 @@ def compare_with_onnxruntime(
         with torch.no_grad():
             ref = wrapper(x)
         got = session.run(None, {"images": x.numpy()})
-        if nms_in_graph:  # rows in a canonical order: equal scores may come out of NMS in either order
-            r, g = _canonical(ref.numpy()), _canonical(got[0])
+        if nms_in_graph:  # rows paired by content: equal scores may come out of NMS in either order
+            pairs = _paired(ref.numpy(), got[0])
+            if pairs is None:
+                report["same_shapes"] = False
+                continue
+            r, g = pairs
             ref_boxes, ref_scores, got_boxes, got_scores = r[:, :5], r[:, 5], g[:, :5], g[:, 5]
         else:
             ref_boxes, ref_scores = ref[0].numpy(), ref[1].numpy()
