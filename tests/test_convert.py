@@ -116,3 +116,55 @@ def test_convert_tool_command_line(dataset, tmp_path, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and "facedet: error:" in err and "WIDER attributes" in err
     assert not (tmp_path / "labels").exists()  # refused before writing anything
+
+
+# the formats that hold points, YOLO in both face layouts: (format, yolo_landmarks)
+POINT_FORMATS = [("retinaface", "xy"), ("coco", "xy"), ("yolo", "xy"), ("yolo", "xyv")]
+
+
+@pytest.mark.parametrize("layout,columns", [("xy", 15), ("xyv", 20)])
+def test_yolo_writes_either_face_layout_and_reads_it_back_exactly(dataset, tmp_path, layout, columns):
+    root, records = dataset
+    write_labels(records, "yolo", tmp_path / "labels", landmarks=layout)
+    lines = (tmp_path / "labels/img0.txt").read_text().splitlines()
+    assert len(lines) == 5 and {len(line.split()) for line in lines} == {columns}
+    absent = "-1 -1" if layout == "xy" else "0 0 0"
+    assert lines[1].endswith(" ".join([absent] * 5))  # the face without points
+    back, stats = read_labels("yolo", tmp_path / "labels", root / "images", ignore_class=1)
+    _same(records, back, "coco", "yolo")  # points identical, NaN per point where absent
+    assert stats.landmark_counts == (6, 2, 2)  # per image: 3 faces with 5, 1 with 4, 1 with none
+    with pytest.raises(ValueError, match="layout must be one of xy, xyv"):
+        write_labels(records, "yolo", tmp_path / "x", landmarks="15")
+
+
+@pytest.mark.parametrize("dst,dst_layout", POINT_FORMATS)
+@pytest.mark.parametrize("src,src_layout", POINT_FORMATS)
+def test_points_round_trip_through_every_pair_that_holds_them(dataset, tmp_path, src, src_layout, dst, dst_layout):
+    """src -> dst -> src keeps every point, and every absent one absent, exactly (per point)."""
+    root, records = dataset
+    a, b, c = tmp_path / f"a_{OUT[src]}", tmp_path / f"b_{OUT[dst]}", tmp_path / f"c_{OUT[src]}"
+    write_labels(records, src, a, **({"landmarks": src_layout} if src == "yolo" else {}))
+    convert(src, a, root / "images", dst, b, allow_loss=True, yolo_landmarks=dst_layout)
+    convert(dst, b, root / "images", src, c, allow_loss=True, yolo_landmarks=src_layout)
+    back, stats = read_labels(src, c, root / "images")
+    for r in records:
+        got = _by_id(back)[r.image_id]
+        np.testing.assert_array_equal(got.landmarks, r.landmarks)
+    assert stats.landmark_counts == (6, 2, 2)
+    if src == "yolo":
+        widths = {len(line.split()) for line in (c / "img0.txt").read_text().splitlines()}
+        assert widths == {15 if src_layout == "xy" else 20}
+
+
+def test_convert_tool_picks_the_yolo_layout(dataset, tmp_path, capsys):
+    root, records = dataset
+    write_labels(records, "coco", tmp_path / "ann.json")
+    base = ["--from", "coco", "--src", str(tmp_path / "ann.json"), "--images", str(root / "images"),
+            "--to", "yolo", "--out", str(tmp_path / "labels"), "--allow-loss"]
+    assert main(base + ["--yolo-landmarks", "xyv"]) == 0
+    out = capsys.readouterr().out
+    assert "faces with 5 / some / no landmarks: 6 / 2 / 2" in out.splitlines()[0]  # the "read:" summary
+    assert {len(line.split()) for line in (tmp_path / "labels/img0.txt").read_text().splitlines()} == {20}
+    with pytest.raises(SystemExit) as e:
+        main(base + ["--yolo-landmarks", "xyz"])
+    assert e.value.code == 2 and "invalid choice: 'xyz'" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from facedet.data.formats import FORMATS
+from facedet.data.formats import FORMATS, YOLO_LANDMARK_LAYOUTS
 from facedet.data.records import WIDER_ATTRIBUTES, LoadStats, Record
 
 _INVALID = WIDER_ATTRIBUTES.index("invalid")
@@ -70,9 +70,14 @@ def write_labels(records: Sequence[Record], fmt_name: str, out: str | Path, **op
 def convert(
     src_format: str, src: str | Path, img_dir: str | Path, dst_format: str, out: str | Path, *,
     allow_loss: bool = False, yolo_ignore_class: int | None = 1, voc_classes: Sequence[str] | None = None,
+    yolo_landmarks: str = "xy",
 ) -> ConversionReport:
     """Read ``src`` (format ``src_format``, images in ``img_dir``), write ``out`` as ``dst_format``.
-    Raises ValueError listing what would be lost unless ``allow_loss``."""
+    Raises ValueError listing what would be lost unless ``allow_loss``. ``yolo_landmarks``: the
+    layout of written YOLO points (``xy`` 15 columns, ``xyv`` 20; reading tells them apart itself)."""
+    if yolo_landmarks not in YOLO_LANDMARK_LAYOUTS:  # before reading: a typo should not cost a long read
+        raise ValueError(f"YOLO landmark layout must be one of {', '.join(YOLO_LANDMARK_LAYOUTS)}, "
+                         f"got {yolo_landmarks!r}")
     read_opts: dict[str, Any] = {}
     if src_format == "yolo":
         read_opts["ignore_class"] = yolo_ignore_class
@@ -84,6 +89,6 @@ def convert(
         what = "; ".join(f"{n} {k}" for k, n in lost.items())
         raise ValueError(f"{dst_format} cannot hold everything in {src}: {what}. "
                          "Pass --allow-loss to convert anyway.")
-    write_opts = {"ignore_class": yolo_ignore_class} if dst_format == "yolo" else {}
+    write_opts = {"ignore_class": yolo_ignore_class, "landmarks": yolo_landmarks} if dst_format == "yolo" else {}
     write_labels(records, dst_format, out, **write_opts)
     return ConversionReport(stats, len(records), sum(len(r.boxes) for r in records), lost)

@@ -115,6 +115,7 @@ class FaceDataset(Dataset):
         st = self.stats
         st.skip_image(e.reason, len(rec.boxes), str(e))
         st.images, st.faces, st.ignored = st.images - 1, st.faces - len(rec.boxes), st.ignored - int(rec.ignore.sum())
+        st.count_landmarks(rec.landmarks, sign=-1)
 
     def _load_or_grey(self, index: int) -> tuple[np.ndarray, bool]:
         """The decoded image and True, or for an image that fails now a grey one of the recorded size

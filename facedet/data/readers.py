@@ -20,7 +20,7 @@ from facedet.data.formats import (
     read_yolo_txt,
 )
 from facedet.data.records import LabelError, LoadStats, Record
-from facedet.data.synthetic import SPLITS, ensure_synthetic
+from facedet.data.synthetic import RETINAFACE_LABELS, SPLITS, ensure_synthetic
 from facedet.registry import READERS
 
 Loaded = tuple[list[Record], LoadStats]
@@ -75,11 +75,12 @@ def yolo_txt(*, img_dir: str, label_dir: str | None = None, classes: list[int] |
 @READERS.register("synthetic")
 def synthetic(*, root: str, split: str = "train", num_train: int = 1200, num_val: int = 200, seed: int = 0) -> Loaded:
     """The generated cartoon-face set (``facedet.data.synthetic``): generated under ``root`` on first
-    use (or when the parameters change), then read from its WIDER txt labels."""
+    use (or when the parameters change), then read from its RetinaFace txt labels (boxes and every
+    face's five points; the same boxes as its WIDER txt)."""
     if split not in SPLITS:
         raise ValueError(f"synthetic split must be one of {sorted(SPLITS)}, got {split!r}")
     base = ensure_synthetic(root, num_train=num_train, num_val=num_val, seed=seed)
-    return read_wider_txt(base / split / "labels.txt", base / split / "images")
+    return read_retinaface_txt(base / split / RETINAFACE_LABELS, base / split / "images")
 
 
 __all__ = [

@@ -24,6 +24,10 @@ from PIL import Image
 
 from facedet.structures import IMAGE_SUFFIXES
 
+# The five points, in the order of every label format and of ``landmarks`` arrays ("left" = the
+# image's left, so a horizontal flip swaps the pairs: ``transforms.FLIP_ORDER``).
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
+
 # WIDER FACE attribute columns after ``x y w h`` (``invalid`` becomes ``ignore``).
 WIDER_ATTRIBUTES = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
 
@@ -55,10 +59,24 @@ class LoadStats:
     faces: int = 0  # kept faces, ignored ones included
     ignored: int = 0
     clipped: int = 0  # kept boxes that were clipped to the image
+    landmarks_all: int = 0  # kept faces with all five points
+    landmarks_some: int = 0  # kept faces with one to four points (the others absent)
     dropped: Counter = field(default_factory=Counter)  # reason -> number of faces (boxes)
     skipped: Counter = field(default_factory=Counter)  # reason -> number of images
     notes: Counter = field(default_factory=Counter)  # informational counts (nothing lost)
     examples: dict = field(default_factory=dict)  # skip reason -> the first file it happened to
+
+    @property
+    def landmark_counts(self) -> tuple[int, int, int]:
+        """Kept faces with all five points, with some, with none (ignored faces included)."""
+        return self.landmarks_all, self.landmarks_some, self.faces - self.landmarks_all - self.landmarks_some
+
+    def count_landmarks(self, landmarks: np.ndarray, sign: int = 1) -> None:
+        """Add (``sign`` 1) or take back (-1, an image skipped after loading) the faces of one image
+        to the landmark counts; ``landmarks`` (N, 5, 2), NaN where absent."""
+        present = np.isfinite(np.asarray(landmarks, np.float32).reshape(-1, 5, 2)).all(2).sum(1)
+        self.landmarks_all += sign * int((present == 5).sum())
+        self.landmarks_some += sign * int(((present > 0) & (present < 5)).sum())
 
     @property
     def missing_images(self) -> int:
@@ -83,6 +101,9 @@ class LoadStats:
             f"{self.clipped} clipped to the image); dropped faces: {drops}; "
             f"missing images: {self.missing_images}; unreadable images: {skipped}"
         )
+        if self.landmarks_all or self.landmarks_some:  # a set of boxes only says nothing of points
+            full, some, none = self.landmark_counts
+            line += f"; faces with 5 / some / no landmarks: {full} / {some} / {none}"
         if self.notes:
             line += "; notes: " + ", ".join(f"{n} {k}" for k, n in sorted(self.notes.items()))
         if self.examples:
@@ -182,6 +203,7 @@ def make_record(
     stats.images += 1
     stats.faces += int(keep.sum())
     stats.ignored += int((keep & ignore).sum())
+    stats.count_landmarks(lm[keep])
     attrs = None if attributes is None else np.asarray(attributes, np.int16).reshape(n, len(WIDER_ATTRIBUTES))[keep]
     return Record(
         path, image_id, clipped[keep].astype(np.float32), ignore[keep], lm[keep], (int(h), int(w)), attrs

@@ -13,6 +13,7 @@ from facedet.data.formats.coco import read_coco_json, write_coco_json
 from facedet.data.formats.retinaface import read_retinaface_txt, write_retinaface_txt
 from facedet.data.formats.voc import read_voc_xml, write_voc_xml
 from facedet.data.formats.wider import read_wider_txt, write_wider_txt
+from facedet.data.formats.yolo import LANDMARK_LAYOUTS as YOLO_LANDMARK_LAYOUTS
 from facedet.data.formats.yolo import default_label_dir, read_yolo_txt, write_yolo_txt
 
 
@@ -43,6 +44,7 @@ FORMATS: dict[str, Format] = {
 
 __all__ = [
     "FORMATS",
+    "YOLO_LANDMARK_LAYOUTS",
     "Format",
     "default_label_dir",
     "read_coco_json",

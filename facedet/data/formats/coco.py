@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from facedet.data.records import (
+    LANDMARK_NAMES,
     WIDER_ATTRIBUTES,
     LabelError,
     LoadStats,
@@ -25,8 +26,6 @@ from facedet.data.records import (
     make_record,
     resolve_image,
 )
-
-LANDMARK_NAMES = ["left_eye", "right_eye", "nose", "left_mouth", "right_mouth"]
 
 
 def _numbers(value: Any, n: int, where: str) -> np.ndarray:

@@ -1,8 +1,10 @@
 """YOLO txt: one ``.txt`` per image (same relative path, under a ``labels`` folder beside
 ``images``), one line per face: ``class cx cy w h`` normalised to [0, 1] by the image size.
 
-Optional landmarks after the box: 10 numbers ``lx ly`` per point (YOLOv5-face; ``-1 -1`` = absent)
-or 15 numbers ``lx ly v`` (YOLOv8-pose; ``v = 0`` = absent), normalised too. Every class is a face
+Optional landmarks after the box, normalised too, in either face layout (``LANDMARK_LAYOUTS``):
+``xy``, 10 numbers ``lx ly`` per point (yolov5-face's 15 columns; ``-1 -1`` = absent), or ``xyv``, 15
+numbers ``lx ly v`` (yolov7-face, yolov8-face and ultralytics pose's 20 columns; ``v <= 0`` = absent,
+written as ``0 0 0``). Absence is per point in both. Every class is a face
 unless ``classes`` lists those that are (others are dropped and counted); ``ignore_class`` marks
 ``ignore`` faces (facedet's converter writes them as class 1). An image without a label file has
 no faces (counted as a note); a label file without an image is counted as a missing image.
@@ -28,6 +30,7 @@ from facedet.data.records import (
     resolve_image,
 )
 
+LANDMARK_LAYOUTS = ("xy", "xyv")  # 15 or 20 columns per face; see the module docstring
 _PIXEL_UNITS = 1.5  # normalised values above this mean the file is in pixels: an error, not a clip
 
 
@@ -137,9 +140,25 @@ def read_yolo_txt(
     return records, stats
 
 
-def write_yolo_txt(records: Sequence[Record], out_dir: str | Path, *, ignore_class: int | None = 1) -> None:
+def _point_columns(lm: np.ndarray, w: int, h: int, layout: str) -> list[str]:
+    """The landmark columns of one face (``lm`` (5, 2) pixels, NaN absent) in ``layout``."""
+    cols: list[str] = []
+    for x, y in lm.astype(np.float64):
+        absent = bool(np.isnan(x) or np.isnan(y))
+        if layout == "xy":
+            cols += ["-1", "-1"] if absent else [fmt(x / w), fmt(y / h)]
+        else:  # v = 2: labelled and visible (COCO); a point facedet has is a labelled point
+            cols += ["0", "0", "0"] if absent else [fmt(x / w), fmt(y / h), "2"]
+    return cols
+
+
+def write_yolo_txt(records: Sequence[Record], out_dir: str | Path, *, ignore_class: int | None = 1,
+                   landmarks: str = "xy") -> None:
     """One ``.txt`` per record under ``out_dir`` (class 0, or ``ignore_class`` for ignored faces);
-    landmarks (``-1 -1`` where absent) when any face of the set has them."""
+    when any face of the set has points, every face gets the landmark columns of layout ``landmarks``
+    (``xy``: 15 columns, ``-1 -1`` absent; ``xyv``: 20 columns, ``0 0 0`` absent)."""
+    if landmarks not in LANDMARK_LAYOUTS:
+        raise ValueError(f"YOLO landmark layout must be one of {', '.join(LANDMARK_LAYOUTS)}, got {landmarks!r}")
     out_dir = Path(out_dir)
     with_lm = any(np.isfinite(r.landmarks).any() for r in records)
     for r in records:
@@ -152,8 +171,7 @@ def write_yolo_txt(records: Sequence[Record], out_dir: str | Path, *, ignore_cla
             cls = ignore_class if r.ignore[k] and ignore_class is not None else 0
             cols = [str(cls)] + [fmt(v) for v in (*c[k], *wh[k])]
             if with_lm:
-                for x, y in r.landmarks[k].astype(np.float64):
-                    cols += ["-1", "-1"] if np.isnan(x) or np.isnan(y) else [fmt(x / w), fmt(y / h)]
+                cols += _point_columns(r.landmarks[k], w, h, landmarks)
             lines.append(" ".join(cols))
         path = out_dir / Path(r.image_id).with_suffix(".txt")
         path.parent.mkdir(parents=True, exist_ok=True)

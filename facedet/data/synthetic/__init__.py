@@ -10,14 +10,19 @@ independent of rendering order. ``ensure_synthetic`` generates a set once (atomi
 it while its manifest matches.
 
 Modules: ``draw`` (anti-aliased primitives), ``resample`` (numpy resizing), ``background``
-(gradients, texture, clutter, glyphs), ``faces`` (faces, distractors, placement), ``render`` (one
-image), ``store`` (the set on disk and its manifest).
+(gradients, texture, clutter, glyphs), ``faces`` (faces and their five points, distractors,
+placement), ``render`` (one image), ``store`` (the set on disk and its manifest).
+
+Every face comes with its five points (left eye, right eye, nose tip, left and right mouth corner),
+taken from the geometry ``draw_face`` drew and drawn from no random number of their own: adding them
+changed no pixel and no box of the set.
 """
 
-from facedet.data.synthetic.faces import FACE_RANGE
-from facedet.data.synthetic.render import IMG_RANGE, SPLITS, render_synthetic_image
+from facedet.data.synthetic.faces import FACE_RANGE, face_points
+from facedet.data.synthetic.render import IMG_RANGE, SPLITS, render_synthetic_image, render_synthetic_sample
 from facedet.data.synthetic.store import (
     GENERATOR,
+    RETINAFACE_LABELS,
     VERSION,
     encode_jpeg,
     ensure_synthetic,
@@ -29,11 +34,14 @@ __all__ = [
     "FACE_RANGE",
     "GENERATOR",
     "IMG_RANGE",
+    "RETINAFACE_LABELS",
     "SPLITS",
     "VERSION",
     "encode_jpeg",
     "ensure_synthetic",
     "generate_synthetic",
+    "face_points",
     "read_manifest",
     "render_synthetic_image",
+    "render_synthetic_sample",
 ]

@@ -57,8 +57,10 @@ def draw_distractor(img: np.ndarray, rng: np.random.Generator) -> None:
 
 def draw_face(
     img: np.ndarray, rng: np.random.Generator, cx: float, cy: float, a: float, b: float, angle: float
-) -> None:
-    """Draw a face ellipse with semi-axes ``a`` (x) and ``b`` (y) rotated by ``angle`` degrees."""
+) -> np.ndarray:
+    """Draw a face ellipse with semi-axes ``a`` (x) and ``b`` (y) rotated by ``angle`` degrees;
+    returns its five points (see ``face_points``), computed from the drawn geometry without a random
+    draw of their own, so the pixels and the generator's stream are those of a renderer without them."""
     c, s = np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))
     yaw = rng.uniform(-0.22, 0.22)
 
@@ -104,6 +106,31 @@ def draw_face(
     else:
         draw_ellipse(img, m, (0.28 * a, 0.05 * b), angle, lips)
     draw_accessory(img, rng, P, eyes, (a, b, angle), light, line)
+    return face_points(P, yaw, int(mouth))
+
+
+# Mouth corners in the face frame (units of a, b) relative to the mouth's centre, by mouth kind:
+# the ends of the drawn ellipse's long axis, or of the smile's arc (10 to 170 degrees of an ellipse
+# of semi-axes 0.3, 0.12 centred 0.1 above the other mouths).
+_SMILE = 10.0
+MOUTH_CORNERS = {
+    0: (0.3 * np.cos(np.deg2rad(_SMILE)), 0.42 + 0.12 * np.sin(np.deg2rad(_SMILE))),  # smile
+    1: (0.24, 0.52),  # open
+    2: (0.28, 0.52),  # closed
+}
+
+
+def face_points(P: Callable[[float, float], tuple[float, float]], yaw: float, mouth: int) -> np.ndarray:
+    """The five points (left eye, right eye, nose tip, left and right mouth corner; "left" = the
+    image's left) of a face ``draw_face`` drew, (5, 2) float64 image pixels: the centres of the eye
+    shapes (open or closed), the centre of the nose's tip (the dark ellipse under the nose line) and
+    the ends of the mouth. ``P`` maps the face frame to the image; in-plane rotations stay below 20
+    degrees, so the frame's -x side is the image's left. Points under glasses or a mask are still
+    points: they are where the face has them, as annotators place occluded points (RetinaFace,
+    WFLW), and a face-recognition crop needs all five."""
+    mx, my = MOUTH_CORNERS[mouth]
+    frame = [(-0.36 + yaw, -0.08), (0.36 + yaw, -0.08), (yaw, 0.25), (yaw * 0.8 - mx, my), (yaw * 0.8 + mx, my)]
+    return np.array([P(dx, dy) for dx, dy in frame], np.float64)
 
 
 def draw_accessory(img: np.ndarray, rng: np.random.Generator, P: Callable[[float, float], tuple[float, float]],

@@ -17,14 +17,21 @@ IMG_RANGE = (256, 416)  # image side lengths, inclusive
 def render_synthetic_image(seed: int, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
     """Render image ``index`` of ``split``: (HxWx3 uint8 RGB, Nx4 float32 xyxy face boxes, rounded
     to 0.01 px as written to disk). Depends only on its arguments."""
+    img, boxes, _ = render_synthetic_sample(seed, split, index)
+    return img, boxes
+
+
+def render_synthetic_sample(seed: int, split: str, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``render_synthetic_image`` plus the faces' five points: (image, boxes, Nx5x2 float32 landmarks
+    in pixels, rounded to 0.01 px as written to disk, NaN where a point lies outside the image)."""
     rng = np.random.default_rng([seed, SPLITS[split], index])
     w, h = (int(v) for v in rng.integers(IMG_RANGE[0], IMG_RANGE[1] + 1, 2))
     img = render_background(rng, h, w)
     for _ in range(int(rng.integers(2, 11))):
         draw_distractor(img, rng)
-    boxes = []
+    boxes, points = [], []
     for cx, cy, a, b, angle in place_faces(rng, h, w):
-        draw_face(img, rng, cx, cy, a, b, angle)
+        points.append(draw_face(img, rng, cx, cy, a, b, angle))
         hw, hh = half_extent(a, b, angle)
         boxes.append([cx - hw, cy - hh, cx + hw, cy + hh])
         if rng.random() < 0.2:  # defocus / motion-free blur on this face only
@@ -50,4 +57,13 @@ def render_synthetic_image(seed: int, split: str, index: int) -> tuple[np.ndarra
     if rng.random() < 0.1:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.6, 1.2))
     out = np.round(np.asarray(boxes, np.float32).reshape(-1, 4), 2)
-    return img, np.clip(out, 0, [w, h, w, h]).astype(np.float32)
+    return img, np.clip(out, 0, [w, h, w, h]).astype(np.float32), _landmarks(points, h, w)
+
+
+def _landmarks(points: list[np.ndarray], h: int, w: int) -> np.ndarray:
+    """(N, 5, 2) float32 rounded to 0.01 px; a point outside the image is absent (NaN), as every
+    reader and augmentation treats a point cut off by the border (faces are placed inside the
+    image, so this is a guard, not a case that occurs)."""
+    lm = np.round(np.asarray(points, np.float64).reshape(-1, 5, 2), 2)
+    lm[(lm < 0).any(2) | (lm > [w, h]).any(2)] = np.nan
+    return lm.astype(np.float32)
