@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from facedet.data import (
     FaceDataset,
@@ -245,3 +246,28 @@ def test_facemask_voc_coco_wider_agree():
     for image_id, r in by_id["coco"].items():  # the same boxes (the VOC ones clipped like the others)
         np.testing.assert_array_equal(by_id["voc"][image_id].boxes, r.boxes)
         np.testing.assert_array_equal(by_id["wider"][image_id].boxes, r.boxes)
+
+
+FACES5PT = FACEMASK.parent / "faces5pt"
+
+
+@pytest.mark.skipif(not FACES5PT.exists(), reason="faces5pt data set not present")
+@pytest.mark.parametrize("split,n", [("train", 2693), ("val", 400)])
+def test_faces5pt_loads_one_face_with_five_points_per_image(compose_cfg, split, n):
+    """RetinaFace label.txt and COCO keypoints give the same faces and points, through the config."""
+    d = FACES5PT / split
+    retina, rs = read_retinaface_txt(d / "label.txt", d / "images")
+    coco, cs = read_coco_json(d / "coco.json", d / "images")
+    for records, stats in ((retina, rs), (coco, cs)):
+        assert stats.images == len(records) == n and stats.faces == n, stats.summary()
+        assert not stats.skipped and not stats.dropped and stats.landmark_counts == (n, 0, 0)
+        assert f"faces with 5 / some / no landmarks: {n} / 0 / 0" in stats.summary()
+    by_id = {r.image_id: r for r in coco}
+    for r in retina:
+        np.testing.assert_array_equal(by_id[r.image_id].boxes, r.boxes)
+        np.testing.assert_array_equal(by_id[r.image_id].landmarks, r.landmarks)
+        lm = r.landmarks[0]  # left = the image's left: the left eye and mouth corner lie left of the others
+        assert lm[0, 0] < lm[1, 0] and lm[3, 0] < lm[4, 0], r.image_id
+    cfg = compose_cfg(["data=faces5pt", f"data.root={FACES5PT}"])
+    ds = build(OmegaConf.to_container(cfg.data[split], resolve=True), DATASETS, where=f"data.{split}")
+    assert len(ds) == n and ds.stats.landmark_counts == (n, 0, 0)
