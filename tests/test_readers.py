@@ -83,6 +83,25 @@ def test_retinaface_landmarks(tmp_path):
     assert stats.missing_images == 1 and stats.dropped == {"missing_image": 1}
 
 
+def test_load_summary_counts_faces_with_all_some_and_no_points(tmp_path, caplog):
+    """Per point, not per face; kept faces only; an image skipped at decoding takes its faces' counts
+    along; a point outside the image is kept as labelled and noted (training makes it absent)."""
+    _jpg(tmp_path / "a.jpg", 100, 100)
+    _jpg(tmp_path / "sub/b.jpg", 80, 90)
+    (tmp_path / "label.txt").write_text(RETINA + "# c.jpg\n0 0 9 9 1 1 0.0 95 2 0.0 4 4 0.0 2 6 0.0 6 6 0.0\n")
+    data = _jpg(tmp_path / "x.jpg", 60, 60).read_bytes()
+    (tmp_path / "c.jpg").write_bytes(data[: len(data) // 2])  # the header intact, the pixels cut off
+    (a, b, c), stats = read_retinaface_txt(tmp_path / "label.txt", tmp_path)
+    assert stats.faces == 5 and stats.landmark_counts == (2, 1, 2)  # a: 5 / none / none; b: 4 of 5; c: 5
+    assert np.isfinite(a.landmarks[0]).all()  # the nose flagged 1.0 (occluded) is a point
+    assert c.landmarks[0, 1].tolist() == [95, 2]  # as labelled, outside the 60 px image
+    assert stats.notes == {"landmark points outside the image (absent in training)": 1}
+    assert "faces with 5 / some / no landmarks: 2 / 1 / 2" in stats.summary()
+    node = {"type": "retinaface_txt", "ann_file": str(tmp_path / "label.txt"), "img_dir": str(tmp_path)}
+    ds = build(node | {"verify_images": True}, DATASETS, transform=None, cache_images=False)
+    assert [r.image_id for r in ds.records] == ["a.jpg", "sub/b.jpg"] and ds.stats.landmark_counts == (1, 1, 2)
+
+
 @pytest.mark.parametrize("text, line", [
     ("1 2 3 4\n", 1),  # a face before any '# image'
     ("# a.jpg\n1 2 3 4 5\n", 2),  # 5 numbers: neither a box nor box + landmarks

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from facedet.data.geometry import absent_outside
 from facedet.data.readers import Loaded  # importing it registers the READERS that DATASETS mirrors
 from facedet.data.records import LoadStats, Record
 from facedet.registry import DATASETS, READERS
@@ -145,8 +146,9 @@ class FaceDataset(Dataset):
         return img
 
     def load_sample(self, index: int, *, copy: bool = True) -> dict[str, Any]:
-        """The raw Sample of ``index`` (original pixels, before transforms). With ``copy=False`` a
-        cached image is returned as is: the caller must not modify it."""
+        """The raw Sample of ``index`` (original pixels, before transforms; points outside the image,
+        kept in the record as labelled, are absent here). With ``copy=False`` a cached image is
+        returned as is: the caller must not modify it."""
         rec = self.records[index]
         n = len(rec.boxes)
         if self._cache is not None:
@@ -160,7 +162,7 @@ class FaceDataset(Dataset):
             "boxes": rec.boxes[:n].copy(),
             "labels": np.zeros(n, np.int64),
             "ignore": rec.ignore[:n].copy(),
-            "landmarks": rec.landmarks[:n].copy(),
+            "landmarks": absent_outside(rec.landmarks[:n], rec.orig_size),  # a copy; see make_record
             "image_id": rec.image_id,
             "orig_size": rec.orig_size,
         }

@@ -76,6 +76,17 @@ def concat_targets(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     }
 
 
+def absent_outside(landmarks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A copy of ``landmarks`` (N, 5, 2) with the points outside an ``(H, W)`` image made absent
+    (NaN): a point with no pixels under it cannot be learnt from that image (yolov5-face's rule too)."""
+    h, w = size
+    lm = np.array(landmarks, dtype=np.result_type(landmarks, np.float32)).reshape(-1, 5, 2)
+    with np.errstate(invalid="ignore"):  # NaN compares False: absent points stay absent
+        outside = (lm[..., 0] < 0) | (lm[..., 0] > w) | (lm[..., 1] < 0) | (lm[..., 1] > h)
+    lm[outside] = np.nan
+    return lm
+
+
 def finish_targets(
     targets: dict[str, np.ndarray], size: tuple[int, int], *, min_visible: float
 ) -> dict[str, np.ndarray]:
@@ -89,9 +100,7 @@ def finish_targets(
     keep = (cw > 0) & (ch > 0)
     visible = np.where(area > 0, cw * ch / np.maximum(area, 1e-12), 0.0)
     ignore = np.asarray(targets["ignore"], bool) | (visible < min_visible)
-    lm = targets["landmarks"].astype(np.float32).copy()
-    outside = (lm[..., 0] < 0) | (lm[..., 0] > w) | (lm[..., 1] < 0) | (lm[..., 1] > h)
-    lm[outside] = np.nan
+    lm = absent_outside(targets["landmarks"].astype(np.float32), size)
     return {
         "boxes": clipped[keep].astype(np.float32),
         "landmarks": lm[keep],
@@ -160,8 +169,10 @@ def render_single(
 def apply_rotation_shear(
     image: np.ndarray, targets: dict[str, np.ndarray], degrees: float, shear: float, pad_value: int
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Rotate/shear image and targets about the image centre (no-op for 0, 0)."""
+    """Rotate/shear image and targets about the image centre (no-op for 0, 0). Points outside the
+    image become absent first: the warp would carry them into its corners, onto pad pixels."""
     if not degrees and not shear:
         return image, targets
     m = rotation_shear_matrix(image.shape[:2], degrees, shear)
+    targets = targets | {"landmarks": absent_outside(targets["landmarks"], image.shape[:2])}
     return warp_image(image, m, pad_value), warp_targets(targets, m)

@@ -204,6 +204,10 @@ def make_record(
     stats.faces += int(keep.sum())
     stats.ignored += int((keep & ignore).sum())
     stats.count_landmarks(lm[keep])
+    with np.errstate(invalid="ignore"):  # NaN (absent) compares False
+        out = ((lm[keep] < 0) | (lm[keep] > np.array([w, h], np.float32))).any(2).sum()
+    if out:  # kept as labelled (conversion is lossless); training has no pixels for them
+        stats.notes["landmark points outside the image (absent in training)"] += int(out)
     attrs = None if attributes is None else np.asarray(attributes, np.int16).reshape(n, len(WIDER_ATTRIBUTES))[keep]
     return Record(
         path, image_id, clipped[keep].astype(np.float32), ignore[keep], lm[keep], (int(h), int(w)), attrs
