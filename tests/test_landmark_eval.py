@@ -208,3 +208,32 @@ def test_the_evaluation_loop_maps_points_back_through_the_letterbox(tmp_path):
     assert m["landmark_missed"] == 0 and m["faces_with_points"] == 1 and m["NME_fail10"] == 0
     saved = json.loads((tmp_path / "p.json").read_text())[0]["landmarks"]
     assert saved == pytest.approx([63, 44, 103, 44, 83, 64, 68, 84, 98, 84], abs=0.02)
+
+
+def test_tools_eval_scores_a_peers_landmarks_and_prints_them(tmp_path):
+    from facedet.cli.evaluate import format_metrics, run
+
+    from .conftest import compose_config
+
+    for name, size in (("a.jpg", (200, 200)), ("b.jpg", (200, 200))):
+        cv2.imwrite(str(tmp_path / name), np.full((*size, 3), 90, np.uint8))
+    lines = []
+    for r in records():  # RetinaFace label.txt has no ignore flag: the ignored face is left out
+        lines.append(f"# {r.image_id}")
+        for box, points, ign in zip(r.boxes, r.landmarks, r.ignore, strict=True):
+            if not ign:
+                pts = " ".join("-1 -1 -1" if np.isnan(p).any() else f"{p[0]:g} {p[1]:g} 0.0" for p in points)
+                lines.append(f"{box[0]:g} {box[1]:g} {box[2] - box[0]:g} {box[3] - box[1]:g} {pts}")
+    (tmp_path / "label.txt").write_text("\n".join(lines) + "\n")
+    preds, ids = hand_case()
+    coco = COCOEvaluator(records())
+    coco.update(preds, ids)
+    coco.write_results(tmp_path / "peer.json")
+    val = f"{{type:retinaface_txt,ann_file:{tmp_path / 'label.txt'},img_dir:{tmp_path}}}"
+    cfg = compose_config([f"results={tmp_path / 'peer.json'}", f"+data.val={val}", "+data.name=hand",
+                          "+data.img_size=64"], name="eval")
+    m = run(cfg, tmp_path / "out")
+    assert {k: m[k] for k in EXPECTED} == pytest.approx(EXPECTED)
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["NME_box"] == pytest.approx(0.1)
+    text = format_metrics(m)
+    assert "Landmarks  NME box 10.00% iod 21.25% fail>10% 50.00% missed 33.33% (3 faces with points)" in text
