@@ -57,7 +57,7 @@ def test_checkpoint_with_eval_widerface_reports_coco_and_wider_with_the_settings
     s = m["settings"]
     assert s["img_size"] == 96 and s["tta"]["mode"] == "flip" and s["data"] == "widerface"
     assert s["postprocess"]["type"] == "soft_nms" and s["postprocess"]["score_thresh"] == 0.002
-    assert s["evaluators"] == ["COCOEvaluator", "WiderFaceEvaluator"] and s["weights"] == "ema"
+    assert s["evaluators"] == ["COCOEvaluator", "LandmarkEvaluator", "WiderFaceEvaluator"] and s["weights"] == "ema"
     assert json.loads((tmp_path / "metrics.json").read_text())["settings"] == s
     assert (tmp_path / "pr_curves.png").is_file() and (tmp_path / "predictions.json").is_file()
     text = format_metrics(m)

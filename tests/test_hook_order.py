@@ -117,7 +117,7 @@ def test_eval_spec_parses_the_eval_node_once(compose_cfg, tmp_path):
     cfg = compose_cfg(["eval.tta=flip", "eval.pr_curve=false"])
     records = []
     spec = build_eval_spec(cfg.eval, records, interval=3, best_metric="AP")
-    assert [type(e).__name__ for e in spec.evaluators] == ["COCOEvaluator"]
+    assert [type(e).__name__ for e in spec.evaluators] == ["COCOEvaluator", "LandmarkEvaluator"]
     assert spec.tta == TTA.from_mode("flip") and not spec.pr_curve and (spec.interval, spec.best_metric) == (3, "AP")
     default = build_eval_spec(None, records)
     assert default.tta == TTA() and default.pr_curve and len(default.evaluators) == 1

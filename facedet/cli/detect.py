@@ -1,5 +1,6 @@
 """``facedet-detect`` / ``tools/detect.py``: detect faces in images, folders and videos with a
-trained checkpoint; writes annotated media and ``detections.json``."""
+trained checkpoint; writes annotated media (boxes, scores and, for a model with landmarks, the five
+points), ``detections.json`` and, with ``crops=true``, aligned face crops of the images' faces."""
 
 from __future__ import annotations
 
@@ -28,11 +29,17 @@ def detect(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
 
     if not 0 <= cfg.smooth < 1:
         raise ConfigError(f"smooth must lie in [0, 1) (the previous frame's weight), got {cfg.smooth}")
+    if cfg.crops and not int(cfg.crop_size) > 0:
+        raise ConfigError(f"crop_size must be a positive number of pixels, got {cfg.crop_size}")
     device = select_device(str(cfg.device))
     model, train_cfg, which = load_detector(
         cfg.checkpoint, use_ema=cfg.use_ema, device=device, nms=cfg.nms,
         score_thresh=cfg.score_thresh, nms_iou=cfg.nms_iou, max_det=cfg.max_det,
     )
+    num_landmarks = int(train_cfg.model.head.get("num_landmarks", 0) or 0)
+    if cfg.crops and not num_landmarks:
+        raise ConfigError(f"crops=true needs a model that predicts landmarks; {cfg.checkpoint} was trained with "
+                          "model.head.num_landmarks=0 (train with model.head.num_landmarks=5)")
     img_size = int(cfg.img_size or train_cfg.data.img_size)
     tta = TTA.from_mode(cfg.tta, cfg.tta_scales)
     predictor = Predictor(model, img_size=img_size, device=device, tta=tta)
@@ -41,14 +48,21 @@ def detect(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         result = run_detection(predictor, cfg.source, out_dir, save_media=cfg.save_media, smoother=smoother,
-                               batch_size=cfg.batch_size, line_width=cfg.line_width)
+                               batch_size=cfg.batch_size, line_width=cfg.line_width,
+                               crop_size=int(cfg.crop_size) if cfg.crops else None)
     except ValueError as e:  # an unreadable source: the message names it
         raise ConfigError(str(e)) from e
-    result = {"settings": {
+    settings = {
         "checkpoint": str(cfg.checkpoint), "weights": which, "source": str(cfg.source), "img_size": img_size,
         "postprocess": OmegaConf.to_container(train_cfg.model.postprocess, resolve=True), "tta": tta.describe(),
         "smooth": cfg.smooth, "boxes": "xyxy in original image pixels",
-    }} | result
+    }
+    if num_landmarks:
+        settings["landmarks"] = ("x1, y1, ..., x5, y5 in original image pixels: left eye, right eye, nose tip, "
+                                 "left and right mouth corner (left = the image's left)")
+    if cfg.crops:
+        settings["crops"] = f"{cfg.crop_size}x{cfg.crop_size}, aligned to the ArcFace template, under crops/"
+    result = {"settings": settings} | result
     (out_dir / "detections.json").write_text(to_json(result, indent=1))
     return result | {"out_dir": str(out_dir)}
 
@@ -59,8 +73,10 @@ def _main(cfg: DictConfig) -> None:
         r = detect(cfg, HydraConfig.get().runtime.output_dir)
     faces = sum(len(v["detections"]) for v in r["images"].values())
     frames = sum(len(v["frames"]) for v in r["videos"].values())
+    crops = sum("crop" in d for v in r["images"].values() for d in v["detections"])
     print(f"facedet: {len(r['images'])} images ({faces} faces), {len(r['videos'])} videos ({frames} frames), "
-          f"{len(r['skipped'])} skipped; written to {r['out_dir']}")
+          f"{len(r['skipped'])} skipped" + (f", {crops} aligned crops" if "crops" in r["settings"] else "")
+          + f"; written to {r['out_dir']}")
 
 
 def main(argv: list[str] | None = None) -> None:

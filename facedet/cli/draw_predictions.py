@@ -4,8 +4,10 @@ drawn against the ground truth of its val split.
     facedet-draw data=facemask --predictions runs/<run>/predictions.json --out val.png
 
 Predictions above ``--score`` are green with their score, ground-truth faces white (ignored ones
-orange), one panel per image, for the first ``--images`` val images (or ``--ids``). Image ids
-are those facedet's evaluation writes: the val records' order, 1-based. By default the panels
+orange); the five landmarks, where the json has them (``landmarks``) and the val set has points,
+are dots (ground truth white, predictions one colour per point); one panel per image, for the
+first ``--images`` val images (or ``--ids``). Image ids are those facedet's evaluation writes:
+the val records' order, 1-based. By default the panels
 are drawn on the photos; ``--boxes-only`` draws them on a grey canvas of each photo's size, a
 picture that shows what was found and missed without reproducing the photos (for photos that
 must stay out of a repository, as in docs/RESULTS.md).
@@ -31,14 +33,18 @@ CANVAS = 96  # grey of the boxes-only canvas
 
 
 def draw_panel(image: np.ndarray, gt: np.ndarray, ignore: np.ndarray, boxes: np.ndarray,
-               scores: np.ndarray) -> np.ndarray:
-    """``image`` with ground truth (thin) and predictions (thick, scored) drawn."""
-    from facedet.inference.draw import draw_detections
+               scores: np.ndarray, *, gt_points: np.ndarray | None = None,
+               points: np.ndarray | None = None) -> np.ndarray:
+    """``image`` with ground truth (thin; its points white) and predictions (thick, scored; their
+    points one colour per point) drawn."""
+    from facedet.inference.draw import draw_detections, draw_points
 
     out = np.ascontiguousarray(image).copy()
     for (x1, y1, x2, y2), ign in zip(np.round(gt).astype(int).tolist(), ignore.tolist(), strict=True):
         cv2.rectangle(out, (x1, y1), (x2, y2), IGNORED_COLOUR if ign else GT_COLOUR, 1, cv2.LINE_8)
-    return draw_detections(out, boxes, scores, line_width=2)
+    if gt_points is not None:
+        draw_points(out, gt_points, radius=2, colours=(GT_COLOUR,))
+    return draw_detections(out, boxes, scores, line_width=2, landmarks=points)
 
 
 def predictions_by_image(path: str | Path, ids: Sequence[int], min_score: float) -> dict[int, list[dict[str, Any]]]:
@@ -67,9 +73,14 @@ def draw_grid(records: Sequence[Any], ids: Sequence[int], by_image: dict[int, li
         xywh = np.array([p["bbox"] for p in mine], np.float32).reshape(-1, 4)
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
         scores = np.array([p["score"] for p in mine], np.float32)
+        points = None
+        if any(p.get("landmarks") for p in mine):  # null (absent) points -> NaN, not drawn
+            points = np.array([[np.nan if v is None else v for v in p.get("landmarks") or [None] * 10]
+                               for p in mine], np.float32).reshape(-1, 5, 2)
         h, w = rec.orig_size
         image = np.full((h, w, 3), CANVAS, np.uint8) if boxes_only else load_image(rec.image_path)
-        panels.append(draw_panel(image, rec.boxes, np.asarray(rec.ignore, bool), boxes, scores))
+        panels.append(draw_panel(image, rec.boxes, np.asarray(rec.ignore, bool), boxes, scores,
+                                 gt_points=getattr(rec, "landmarks", None), points=points))
     side = max(max(p.shape[:2]) for p in panels)
     square = [cv2.copyMakeBorder(p, 0, side - p.shape[0], 0, side - p.shape[1], cv2.BORDER_CONSTANT,
                                  value=(255, 255, 255)) for p in panels]

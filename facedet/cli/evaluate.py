@@ -155,6 +155,10 @@ def format_metrics(m: dict[str, Any]) -> str:
         sizes = ("tiny", "small", "medium", "large")
         lines.append("AP50 by face size: " + "  ".join(
             f"{b} {f(m.get(f'AP50_{b}'))} ({m.get(f'faces_{b}', 0)} faces)" for b in sizes))
+    if "NME_box" in m:
+        from facedet.evaluation.landmarks import landmark_summary
+
+        lines.append("Landmarks  " + landmark_summary(m))
     if "wider_hard" in m:
         lines.append(f"WIDER FACE  Easy {f(m['wider_easy'])}  Medium {f(m['wider_medium'])}  "
                      f"Hard {f(m['wider_hard'])}  ({m.get('wider_images')} images)")

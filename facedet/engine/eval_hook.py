@@ -18,6 +18,7 @@ from facedet.engine import distributed as du
 from facedet.engine.evaluate import HEADLINE, evaluate
 from facedet.engine.hook_base import PRIORITY_EVAL, HookBase
 from facedet.evaluation.base import build_evaluators
+from facedet.evaluation.landmarks import landmark_summary
 from facedet.inference.tta import TTA
 from facedet.registry import ConfigError, closest
 
@@ -32,6 +33,10 @@ def resolve_metric(name: str, evaluators: Sequence[Any]) -> str:
     closest match when no evaluator reports it."""
     key = METRIC_ALIASES.get(name, name)
     known = [m for ev in evaluators for m in ev.metric_names]
+    lower = [m for ev in evaluators for m in getattr(ev, "lower_is_better", ())]
+    if key in lower:  # best.pt is the epoch where the metric is highest: an error would be kept as best
+        raise ConfigError(f"train.best_metric '{name}' is lower-is-better; the best epoch is the one where the "
+                          f"metric is highest. Pick one of: {', '.join(m for m in known if m not in lower)}.")
     if not known or key in known:
         return key
     choices = known + list(METRIC_ALIASES)
@@ -111,10 +116,11 @@ class EvalHook(HookBase):
 
 
 def summary_line(metrics: dict[str, Any]) -> str:
-    """The headline metrics and the per-size AP50 in one line."""
+    """The headline metrics, the per-size AP50 and, when measured, the landmark errors in one line."""
     parts = [f"{k} {metrics[k]:.4f}" for k in HEADLINE if k in metrics]
     sizes = [f"{k[5:]} {metrics[k]:.3f}" for k in metrics if k.startswith("AP50_")]
-    return " ".join(parts) + (f" | AP50 by face size: {' '.join(sizes)}" if sizes else "")
+    return (" ".join(parts) + (f" | AP50 by face size: {' '.join(sizes)}" if sizes else "")
+            + (f" | {landmark_summary(metrics)}" if "NME_box" in metrics else ""))
 
 
 def build_eval_hook(spec: EvalSpec, val_loader: DataLoader, *, run_dir: Path, settings: dict[str, Any],

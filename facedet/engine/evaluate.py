@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from facedet.engine.distributed import gather_across_ranks
 from facedet.evaluation.coco import COCOEvaluator
+from facedet.inference.predictor import to_original
 from facedet.inference.tta import TTA, predict_with_tta
-from facedet.structures import boxes_to_original
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ def evaluate(
     """Metrics of ``model`` on ``loader``'s dataset (which must expose ``records``) from every
     evaluator (default: COCO only), merged into one dict.
 
-    Predictions (with test-time augmentation ``tta``) are mapped back to original image pixels.
+    Predictions (with test-time augmentation ``tta``) are mapped back to original image pixels,
+    boxes and (when the model predicts them) the five landmarks.
     With ``results_path`` the COCO results json is written there; with ``pr_curve_path`` a PNG of
     the evaluators' precision-recall curves. ``settings`` (test size, thresholds) are returned
     beside the numbers, completed with the TTA and the evaluators actually used, so every figure
@@ -59,10 +60,7 @@ def evaluate(
         images = batch["images"].to(device, non_blocking=True)
         with autocast:
             preds = predict_with_tta(model, images, tta)
-        mapped = []
-        for pred, meta in zip(preds, batch["metas"], strict=True):
-            mapped.append({"boxes": boxes_to_original(pred["boxes"].float().cpu(), meta),
-                           "scores": pred["scores"].float().cpu()})
+        mapped = [to_original(pred, meta) for pred, meta in zip(preds, batch["metas"], strict=True)]
         ids = [m["image_id"] for m in batch["metas"]]
         for ev in evaluators:
             ev.update(mapped, ids)

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision.utils import draw_bounding_boxes, make_grid
 
 from facedet.engine.hook_base import PRIORITY_PREDICTION_GRID, HookBase
+from facedet.inference.draw import draw_points
 
 
 class PredictionGridHook(HookBase):
     """After each epoch that was evaluated, draws the evaluated model's (EMA when present)
-    detections in red with their scores and the ground truth in green (ignored faces in yellow)
-    on the first ``num_images`` items of ``dataset`` (the validation set, in input pixels), and
-    adds the grid to ``trainer.tb_writer`` as ``val/predictions``. Needs the LoggingHook's writer;
-    does nothing without one (rank > 0, TensorBoard off)."""
+    detections in red with their scores and the ground truth in green (ignored faces in yellow),
+    with the five landmarks as dots (ground truth green; predictions one colour per point, the
+    ``facedet.inference.draw.POINT_COLOURS``), on the first ``num_images`` items of ``dataset``
+    (the validation set, in input pixels), and adds the grid to ``trainer.tb_writer`` as
+    ``val/predictions``. Needs the LoggingHook's writer; does nothing without one (rank > 0,
+    TensorBoard off)."""
 
     priority = PRIORITY_PREDICTION_GRID
     state_key = "prediction_grid"
@@ -57,5 +61,20 @@ class PredictionGridHook(HookBase):
             if len(boxes):
                 tile = draw_bounding_boxes(tile, boxes, labels=[f"{s:.2f}" for s in scores.tolist()],
                                            colors="red", width=1)
-            tiles.append(tile)
+            points = pred["landmarks"].float().cpu()[keep] if pred.get("landmarks") is not None else None
+            tiles.append(with_points(tile, item["target"].get("landmarks"), points))
         return make_grid(tiles, nrow=self.nrow, padding=2, pad_value=255)
+
+
+def with_points(tile: torch.Tensor, gt: torch.Tensor | None, predicted: torch.Tensor | None) -> torch.Tensor:
+    """The uint8 (3, H, W) ``tile`` with the ground-truth points (green; NaN = absent, not drawn)
+    and the predicted points (one colour per point) drawn; ``tile`` itself when there are none."""
+    has_gt = gt is not None and bool(torch.isfinite(gt).any())
+    if not has_gt and (predicted is None or not len(predicted)):
+        return tile
+    img = np.ascontiguousarray(tile.permute(1, 2, 0).numpy())
+    if has_gt:
+        draw_points(img, gt.float().cpu().numpy(), radius=1, colours=((0, 255, 0),))
+    if predicted is not None:
+        draw_points(img, predicted.numpy(), radius=1)
+    return torch.from_numpy(img).permute(2, 0, 1).contiguous()

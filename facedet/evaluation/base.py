@@ -2,12 +2,14 @@
 
 An evaluator takes predictions in original image pixels and returns named metrics:
 
-- ``update(predictions, image_ids)``: per-image dicts ``{boxes (K, 4) xyxy, scores (K,)}`` and the
-  matching data-set ``image_id`` strings;
+- ``update(predictions, image_ids)``: per-image dicts ``{boxes (K, 4) xyxy, scores (K,)}`` (plus
+  ``landmarks (K, 5, 2)`` when the model predicts them) and the matching data-set ``image_id``
+  strings;
 - ``compute() -> dict`` of metrics (floats, plus counts);
 - ``reset()`` empties it for the next evaluation;
 - ``metric_names``: the metric keys ``compute`` returns (``train.best_metric`` is checked against
-  them before training starts);
+  them before training starts; the landmark evaluator returns none of them when there is nothing
+  to measure); optionally ``lower_is_better``: those of them that cannot pick the best epoch;
 - optionally ``pr_curves() -> {label: (recall, precision)}`` after ``compute`` (for the PNG) and
   ``write_results(path)`` (the COCO results json).
 

@@ -73,8 +73,10 @@ class COCOEvaluator:
     """Accumulates detections in original image pixels and computes AP50:95, AP50, AP75, AR and
     AP50 per face size.
 
-    ``update(predictions, image_ids)`` takes per-image dicts ``{boxes xyxy, scores}`` and the
-    matching record ``image_id`` strings; ``compute()`` returns a dict of metrics.
+    ``update(predictions, image_ids)`` takes per-image dicts ``{boxes xyxy, scores}`` (and
+    ``landmarks (K, 5, 2)`` when the model predicts them: written to the results json as a
+    ``landmarks`` list of 10 numbers x1, y1, ..., x5, y5 per detection) and the matching record
+    ``image_id`` strings; ``compute()`` returns a dict of metrics.
     """
 
     metric_names = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR") + tuple(
@@ -99,10 +101,15 @@ class COCOEvaluator:
             boxes = xyxy_to_xywh(pred["boxes"].detach().cpu().numpy())
             scores = pred["scores"].detach().cpu().numpy()
             img_id = self.id_of[name]
-            self.results.extend(
+            entries = [
                 {"image_id": img_id, "category_id": 1, "bbox": [round(v, 2) for v in b], "score": round(s, 5)}
                 for b, s in zip(boxes.tolist(), scores.tolist(), strict=True)
-            )
+            ]
+            if pred.get("landmarks") is not None:  # x1, y1, ..., x5, y5 per detection (NaN -> null in the json)
+                points = pred["landmarks"].detach().cpu().reshape(len(entries), -1).tolist()
+                for e, p in zip(entries, points, strict=True):
+                    e["landmarks"] = [round(v, 2) for v in p]
+            self.results.extend(entries)
 
     def write_results(self, path: str | Path) -> None:
         """The COCO results json (the format pycocotools and other tools read)."""

@@ -3,12 +3,15 @@
 Two formats:
 
 - a COCO results json: a list of ``{"image_id", "bbox": [x, y, w, h], "score"}`` in original
-  pixels (``category_id`` is ignored: every box is a face). ``image_id`` is a string (the image's
-  path under the image folder as the data set names it, e.g. ``0--Parade/0_Parade_x_1_465.jpg``,
-  or its file name without folder or extension when that is unique) or an integer: the ``id`` of
-  an entry in the ``images`` of ``id_map`` (a COCO json) when given, else the val set's own image
-  id (what facedet's own ``predictions.json`` uses: the ``id`` in the val set's COCO json when it was
-  read from one, else the 1-based position in the val set);
+  pixels (``category_id`` is ignored: every box is a face), each optionally with ``"landmarks"``:
+  the five points (left eye, right eye, nose tip, left mouth corner, right mouth corner; left = the
+  image's left) as 10 numbers x1, y1, ..., x5, y5 in original pixels, ``null`` for an absent
+  point. ``image_id`` is a string (the image's path under the image folder as the data set names
+  it, e.g. ``0--Parade/0_Parade_x_1_465.jpg``, or its file name without folder or extension when
+  that is unique) or an integer: the ``id`` of an entry in the ``images`` of ``id_map`` (a COCO
+  json) when given, else the val set's own image id (what facedet's own ``predictions.json``
+  uses: the ``id`` in the val set's COCO json when it was read from one, else the 1-based
+  position in the val set);
 - a folder in the WIDER FACE submission layout: ``<event>/<image name>.txt`` holding the image
   name, the number of boxes, then ``x y w h score`` per line.
 
@@ -65,23 +68,80 @@ def _strip(name: str) -> str:
 
 
 def _empty() -> dict[str, list]:
-    return {"boxes": [], "scores": []}
+    return {"boxes": [], "scores": [], "landmarks": []}
 
 
-def _finish(per_image: dict[str, dict[str, list]], ids: Sequence[str]) -> dict[str, dict[str, torch.Tensor]]:
+def _finish(per_image: dict[str, dict[str, list]], ids: Sequence[str], *, landmarks: bool = False
+            ) -> dict[str, dict[str, torch.Tensor]]:
+    """Per image ``{boxes xyxy, scores}``, plus ``landmarks (K, 5, 2)`` (NaN where a detection has
+    none) for every image when ``landmarks``."""
     out = {}
     for i in ids:
         d = per_image.get(i, _empty())
         xywh = np.asarray(d["boxes"], np.float32).reshape(-1, 4)
         xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
         out[i] = {"boxes": torch.from_numpy(xyxy), "scores": torch.tensor(d["scores"], dtype=torch.float32)}
+        if landmarks:
+            pts = [p if p is not None else [math.nan] * 10 for p in d["landmarks"]]
+            out[i]["landmarks"] = torch.tensor(np.asarray(pts, np.float32).reshape(-1, 5, 2))
     return out
+
+
+def _landmarks(value: Any, where: str) -> list[float] | None:
+    """A detection's optional ``landmarks``: 10 numbers x1, y1, ..., x5, y5 in original pixels;
+    ``null`` for a point that is absent (what facedet writes for NaN) reads as NaN."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 10:
+        raise ValueError(f"{where}: landmarks must be a list of 10 numbers x1, y1, ..., x5, y5, got {value!r}")
+    try:
+        pts = [math.nan if v is None else float(v) for v in value]
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: landmarks must be numbers (null for an absent point), got {value!r}") from None
+    if any(math.isinf(v) for v in pts) or any(math.isnan(v) and value[k] is not None for k, v in enumerate(pts)):
+        raise ValueError(f"{where}: landmarks must be finite numbers (null, not NaN, for an absent point), "
+                         f"got {value!r}")
+    return pts
+
+
+def _parse_entry(e: Any, where: str) -> tuple[Any, list[float], float, list[float] | None]:
+    """(image id, bbox x y w h, score, landmarks or None) of one results entry, checked."""
+    try:
+        image, bbox, score = e["image_id"], [float(v) for v in e["bbox"]], float(e["score"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{where}: expected {{image_id, bbox: [x, y, w, h], score}}, got {e!r}") from None
+    if len(bbox) != 4:
+        raise ValueError(f"{where}: bbox needs 4 numbers x y w h, got {bbox}")
+    if not all(map(math.isfinite, [*bbox, score])):  # NaN would silently lower AP, inf raise it
+        raise ValueError(f"{where}: bbox {bbox} and score {score} must be finite numbers (no NaN or Infinity)")
+    return image, bbox, score, _landmarks(e.get("landmarks"), where)
+
+
+def _image_name(image: Any, index: ImageIndex, names: dict[int, str], id_map: Any, where: str) -> str:
+    """The record ``image_id`` a results entry's ``image_id`` names."""
+    if isinstance(image, int) and not isinstance(image, bool):
+        if names:
+            if image not in names:
+                raise ValueError(f"{where}: image id {image} is not in the images of {id_map}")
+            image = names[image]
+        elif image in index.by_coco_id:
+            image = index.by_coco_id[image]
+        else:
+            known = sorted(k for k in index.by_coco_id if isinstance(k, int))
+            span = f"{known[0]}..{known[-1]}" if known else "none"
+            raise ValueError(f"{where}: image id {image} is not an image id of the val set (ids {span}; give "
+                             f"results_images=<COCO json> when the ids are another json's)")
+    elif isinstance(image, str) and image not in index.exact and image in index.by_coco_id:  # a string id
+        image = index.by_coco_id[image]
+    return index.find(str(image), where)
 
 
 def read_coco_results(
     path: str | Path, records: Sequence[Any], *, id_map: str | Path | None = None
 ) -> dict[str, dict[str, torch.Tensor]]:
-    """``{image_id: {boxes (K, 4) xyxy, scores (K,)}}`` for every record (empty where no detection)."""
+    """``{image_id: {boxes (K, 4) xyxy, scores (K,)}}`` for every record (empty where no detection),
+    with ``landmarks (K, 5, 2)`` for every image when any entry has a ``landmarks`` list (NaN for
+    the detections without one)."""
     path = Path(path)
     try:
         entries = json.loads(path.read_text())
@@ -97,34 +157,16 @@ def read_coco_results(
         images = json.loads(Path(id_map).read_text()).get("images", [])
         names = {int(im["id"]): str(im["file_name"]) for im in images}
     per_image: dict[str, dict[str, list]] = {}
+    any_points = False
     for n, e in enumerate(entries):
         where = f"{path} entry {n}"
-        try:
-            image, bbox, score = e["image_id"], [float(v) for v in e["bbox"]], float(e["score"])
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{where}: expected {{image_id, bbox: [x, y, w, h], score}}, got {e!r}") from None
-        if len(bbox) != 4:
-            raise ValueError(f"{where}: bbox needs 4 numbers x y w h, got {bbox}")
-        if not all(map(math.isfinite, [*bbox, score])):  # NaN would silently lower AP, inf raise it
-            raise ValueError(f"{where}: bbox {bbox} and score {score} must be finite numbers (no NaN or Infinity)")
-        if isinstance(image, int) and not isinstance(image, bool):
-            if names:
-                if image not in names:
-                    raise ValueError(f"{where}: image id {image} is not in the images of {id_map}")
-                image = names[image]
-            elif image in index.by_coco_id:
-                image = index.by_coco_id[image]
-            else:
-                known = sorted(k for k in index.by_coco_id if isinstance(k, int))
-                span = f"{known[0]}..{known[-1]}" if known else "none"
-                raise ValueError(f"{where}: image id {image} is not an image id of the val set (ids {span}; give "
-                                 f"results_images=<COCO json> when the ids are another json's)")
-        elif isinstance(image, str) and image not in index.exact and image in index.by_coco_id:  # a string id
-            image = index.by_coco_id[image]
-        d = per_image.setdefault(index.find(str(image), where), _empty())
+        image, bbox, score, points = _parse_entry(e, where)
+        d = per_image.setdefault(_image_name(image, index, names, id_map, where), _empty())
         d["boxes"].append(bbox)
         d["scores"].append(score)
-    return _finish(per_image, index.ids)
+        d["landmarks"].append(points)
+        any_points = any_points or points is not None
+    return _finish(per_image, index.ids, landmarks=any_points)
 
 
 def read_wider_results(folder: str | Path, records: Sequence[Any]) -> dict[str, dict[str, torch.Tensor]]:

@@ -1,13 +1,17 @@
-"""Run a Predictor over images, folders and videos; write annotated media and the detections.
+"""Run a Predictor over images, folders and videos; write annotated media, the detections and,
+optionally, aligned face crops.
 
 ``run_detection`` returns (and the CLI writes as ``detections.json``)::
 
-    {"images": {"<path under the source>": {"width", "height", "detections": [{"box": [x1, y1, x2, y2], "score"}]}},
-     "videos": {"<path>": {"fps", "width", "height", "frames": [[{"box", "score"}, ...], ...]}},
+    {"images": {"<path under the source>": {"width", "height", "detections": [
+        {"box": [x1, y1, x2, y2], "score", "landmarks": [x1, y1, ..., x5, y5], "crop": "crops/<name>_<k>.png"}]}},
+     "videos": {"<path>": {"fps", "width", "height", "frames": [[{"box", "score", "landmarks"}, ...], ...]}},
      "skipped": {"<path>": "<reason>"}}
 
-Boxes are in original pixels. An unreadable image in a folder is skipped, counted and reported
-(``skipped``); an unreadable single source is an error.
+Boxes and points are in original pixels; ``landmarks`` (left eye, right eye, nose tip, left and
+right mouth corner; left = the image's left) only when the model predicts them, ``crop`` only when
+crops were asked for (``crop_size``) and written. An unreadable image in a folder is skipped,
+counted and reported (``skipped``); an unreadable single source is an error.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import cv2
 import numpy as np
 
 from facedet.data.dataset import load_image
+from facedet.inference.align import align_face
 from facedet.inference.draw import draw_detections
 from facedet.inference.predictor import Predictor
 from facedet.inference.smoothing import BoxSmoother
@@ -46,10 +51,17 @@ def list_sources(source: str | Path) -> tuple[list[tuple[Path, str]], list[tuple
     return images, videos
 
 
-def _dets(pred: dict[str, np.ndarray], boxes: np.ndarray | None = None) -> list[dict[str, Any]]:
+def _dets(pred: dict[str, np.ndarray], boxes: np.ndarray | None = None,
+          landmarks: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """The json entries of one image's detections (``boxes``/``landmarks``: smoothed ones instead)."""
     b = pred["boxes"] if boxes is None else boxes
-    return [{"box": [round(float(v), 2) for v in box], "score": round(float(s), 4)}
+    points = pred.get("landmarks") if landmarks is None else landmarks
+    dets = [{"box": [round(float(v), 2) for v in box], "score": round(float(s), 4)}
             for box, s in zip(b, pred["scores"], strict=True)]
+    if points is not None:  # 10 numbers x1, y1, ..., x5, y5, as the COCO results json's "landmarks"
+        for d, p in zip(dets, np.asarray(points).reshape(len(dets), -1), strict=True):
+            d["landmarks"] = [round(float(v), 2) for v in p]
+    return dets
 
 
 def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -57,28 +69,60 @@ def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[i : i + size]
 
 
+def write_crops(image: np.ndarray, landmarks: np.ndarray, name: str, crops_dir: Path, size: int) -> list[str | None]:
+    """Write the aligned ``size`` x ``size`` crop of each face (``landmarks`` (K, 5, 2)) of the RGB
+    ``image`` as ``crops_dir/<name without suffix>_<k>.png``; the paths relative to the crops
+    folder's parent (None where a face's points fix no transform)."""
+    written: list[str | None] = []
+    for k, points in enumerate(np.asarray(landmarks).reshape(-1, 5, 2)):
+        crop = align_face(image, points, size)
+        if crop is None:
+            written.append(None)
+            continue
+        out = crops_dir / f"{Path(name).with_suffix('').as_posix()}_{k}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(out), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write {out}")
+        written.append(out.relative_to(crops_dir.parent).as_posix())
+    return written
+
+
+def _load(chunk: list[tuple[Path, str]], skipped: dict[str, str], strict: bool) -> list[tuple[str, np.ndarray]]:
+    """The readable images of ``chunk``; the others are recorded in ``skipped`` (or raise, ``strict``)."""
+    loaded = []
+    for path, name in chunk:
+        try:
+            loaded.append((name, load_image(path)))
+        except ValueError as e:
+            if strict:
+                raise
+            skipped[name] = str(e)
+            log.warning("skipped %s", e)
+    return loaded
+
+
 def detect_images(predictor: Predictor, images: list[tuple[Path, str]], out_dir: Path | None, *,
-                  batch_size: int = 8, line_width: int = 2, strict: bool = False) -> tuple[dict, dict]:
-    """Detections per image (and annotated copies under ``out_dir`` when given); returns
-    (results, skipped). With ``strict`` an unreadable image raises instead of being skipped."""
+                  batch_size: int = 8, line_width: int = 2, strict: bool = False,
+                  crops_dir: Path | None = None, crop_size: int = 112) -> tuple[dict, dict]:
+    """Detections per image (and annotated copies under ``out_dir`` when given; aligned crops of
+    the faces with landmarks under ``crops_dir`` when given); returns (results, skipped). With
+    ``strict`` an unreadable image raises instead of being skipped."""
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     for chunk in _batches(images, max(1, batch_size)):
-        loaded = []
-        for path, name in chunk:
-            try:
-                loaded.append((name, load_image(path)))
-            except ValueError as e:
-                if strict:
-                    raise
-                skipped[name] = str(e)
-                log.warning("skipped %s", e)
+        loaded = _load(chunk, skipped, strict)
         for (name, img), pred in zip(loaded, predictor([im for _, im in loaded]), strict=True):
-            results[name] = {"width": img.shape[1], "height": img.shape[0], "detections": _dets(pred)}
+            dets = _dets(pred)
+            if crops_dir is not None and pred.get("landmarks") is not None:
+                for d, crop in zip(dets, write_crops(img, pred["landmarks"], name, crops_dir, crop_size), strict=True):
+                    if crop is not None:
+                        d["crop"] = crop
+            results[name] = {"width": img.shape[1], "height": img.shape[0], "detections": dets}
             if out_dir is not None:
                 out = out_dir / name
                 out.parent.mkdir(parents=True, exist_ok=True)
-                drawn = draw_detections(img, pred["boxes"], pred["scores"], line_width=line_width)
+                drawn = draw_detections(img, pred["boxes"], pred["scores"], line_width=line_width,
+                                        landmarks=pred.get("landmarks"))
                 if not cv2.imwrite(str(out), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
                     raise OSError(f"could not write {out}")
     return results, skipped
@@ -86,8 +130,9 @@ def detect_images(predictor: Predictor, images: list[tuple[Path, str]], out_dir:
 
 def detect_video(predictor: Predictor, path: Path, out_path: Path | None, *, smoother: BoxSmoother | None = None,
                  batch_size: int = 8, line_width: int = 2) -> dict[str, Any]:
-    """Detections per frame of the video at ``path`` (optionally smoothed over time), and an
-    annotated copy at ``out_path`` (mp4v) when given."""
+    """Detections per frame of the video at ``path`` (boxes and points optionally smoothed over
+    time), and an annotated copy at ``out_path`` (mp4v) when given. No crops: a crop per face per
+    frame is rarely wanted; run images for that."""
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise ValueError(f"cannot open video {path}")
@@ -114,10 +159,12 @@ def detect_video(predictor: Predictor, path: Path, out_path: Path | None, *, smo
                     break
                 batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
             for img, pred in zip(batch, predictor(batch), strict=True):
-                boxes = smoother(pred["boxes"]) if smoother is not None else pred["boxes"]
-                frames.append(_dets(pred, boxes))
+                boxes, points = pred["boxes"], pred.get("landmarks")
+                if smoother is not None:
+                    boxes, points = smoother.smooth(boxes, points)
+                frames.append(_dets(pred, boxes, points))
                 if writer is not None:
-                    drawn = draw_detections(img, boxes, pred["scores"], line_width=line_width)
+                    drawn = draw_detections(img, boxes, pred["scores"], line_width=line_width, landmarks=points)
                     writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     finally:
         cap.release()
@@ -127,8 +174,10 @@ def detect_video(predictor: Predictor, path: Path, out_path: Path | None, *, smo
 
 
 def run_detection(predictor: Predictor, source: str | Path, out_dir: str | Path, *, save_media: bool = True,
-                  smoother: BoxSmoother | None = None, batch_size: int = 8, line_width: int = 2) -> dict[str, Any]:
-    """Detect faces in every image and video of ``source``; annotated media go to ``out_dir``."""
+                  smoother: BoxSmoother | None = None, batch_size: int = 8, line_width: int = 2,
+                  crop_size: int | None = None) -> dict[str, Any]:
+    """Detect faces in every image and video of ``source``; annotated media go to ``out_dir``, and
+    with ``crop_size`` the aligned crops of the images' faces to ``out_dir/crops``."""
     out_dir = Path(out_dir)
     images, videos = list_sources(source)
     src_dir = Path(source) if Path(source).is_dir() else Path(source).parent
@@ -138,7 +187,8 @@ def run_detection(predictor: Predictor, source: str | Path, out_dir: str | Path,
     media_dir = out_dir if save_media else None
     single = Path(source).is_file()
     results, skipped = detect_images(predictor, images, media_dir, batch_size=batch_size, line_width=line_width,
-                                     strict=single)
+                                     strict=single, crops_dir=out_dir / "crops" if crop_size else None,
+                                     crop_size=crop_size or 112)
     video_results = {}
     for path, name in videos:
         out = out_dir / Path(name).with_suffix(".mp4") if save_media else None

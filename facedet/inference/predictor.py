@@ -1,4 +1,5 @@
-"""A trained detector ready for images: load a checkpoint, letterbox, predict, map boxes back.
+"""A trained detector ready for images: load a checkpoint, letterbox, predict, map boxes (and the
+five landmarks, when the model predicts them) back to the image's pixels.
 
 ``load_detector`` is shared by ``tools/eval.py``, ``tools/detect.py`` and ``tools/export.py``: it
 rebuilds the model from the config stored in a training checkpoint (so no model config has to be
@@ -65,9 +66,27 @@ def load_detector(
     return model.to(device).eval(), train_cfg, which
 
 
+def landmarks_to_original(points: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
+    """(K, P, 2) points from letterboxed input pixels back to original image pixels: the inverse
+    letterbox of ``boxes_to_original``, but not clipped to the image (a point of a face cut by the
+    border may lie outside it; clipping would move it, and with it the NME and the aligned crop)."""
+    left, top = meta["pad"]
+    return (points - points.new_tensor([left, top])) / meta["ratio"]
+
+
+def to_original(pred: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """One image's ``{boxes, scores[, landmarks]}`` (any device, any float type) in original pixels,
+    float32 on the CPU; ``landmarks`` only when the prediction has them."""
+    out = {"boxes": boxes_to_original(pred["boxes"].float().cpu(), meta), "scores": pred["scores"].float().cpu()}
+    if pred.get("landmarks") is not None:
+        out["landmarks"] = landmarks_to_original(pred["landmarks"].float().cpu(), meta)
+    return out
+
+
 class Predictor:
     """``predictor(images)``: HxWx3 uint8 RGB arrays -> per image ``{boxes (K, 4) xyxy float32 in the
-    image's pixels, scores (K,)}`` (numpy), by descending score.
+    image's pixels, scores (K,)}`` (numpy), by descending score, plus ``landmarks (K, 5, 2)`` in the
+    image's pixels when the model predicts them.
 
     Images are letterboxed to ``img_size`` exactly as in evaluation (so results match
     ``tools/eval.py``) and predicted with the model's post-processing and optional ``tta``.
@@ -98,8 +117,4 @@ class Predictor:
         tensors, metas = zip(*(self.preprocess(im) for im in images), strict=True)
         batch = torch.stack(tensors).to(self.device)
         preds = predict_with_tta(self.model, batch, self.tta)
-        return [
-            {"boxes": boxes_to_original(p["boxes"].float().cpu(), meta).numpy(),
-             "scores": p["scores"].float().cpu().numpy()}
-            for p, meta in zip(preds, metas, strict=True)
-        ]
+        return [{k: v.numpy() for k, v in to_original(p, meta).items()} for p, meta in zip(preds, metas, strict=True)]
