@@ -118,3 +118,19 @@ def test_a_model_without_points_has_no_landmark_term(compose_cfg):
     out = det.loss(_images(), tg)
     assert list(out) == ["loss_box", "loss_obj", "loss", "num_pos"]
     assert det.loss_fn.landmark_loss is None
+
+
+def test_a_model_config_from_before_landmarks_builds_the_same_model(compose_cfg):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(compose_cfg(SMALL).model, resolve=True)
+    old = {**cfg, "head": {k: v for k, v in cfg["head"].items() if k != "num_landmarks"},
+           "loss": {k: v for k, v in cfg["loss"].items() if k not in ("landmark_loss", "landmark_weight")}}
+    assert cfg["head"]["num_landmarks"] == 0 and cfg["loss"]["landmark_loss"] is None
+    torch.manual_seed(0)
+    a = build_detector(cfg).eval()
+    torch.manual_seed(0)
+    b = build_detector(old).eval()
+    assert b.num_landmarks == 0 and b.loss_fn.landmark_loss is None
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
