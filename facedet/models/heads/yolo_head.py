@@ -24,6 +24,22 @@ from facedet.structures import cxcywh_to_xyxy
 LANDMARK_COUNTS = (0, 5)  # boxes only, or the five points face recognition aligns with
 
 
+def outputs_per_anchor(num_outputs: int | None, num_landmarks: int) -> int:
+    """Channels per anchor: ``num_outputs``, or ``5 + 2 * num_landmarks`` when None; ConfigError
+    for a point count other than 0 or 5, or too few outputs to hold them."""
+    if num_landmarks not in LANDMARK_COUNTS:
+        raise ConfigError(
+            f"model.head.num_landmarks must be one of {LANDMARK_COUNTS} (5: eyes, nose tip, mouth "
+            f"corners), got {num_landmarks!r}"
+        )
+    needed = 5 + 2 * num_landmarks
+    if num_outputs is not None and num_outputs < needed:
+        raise ConfigError(
+            f"num_outputs must be at least 5 (x, y, w, h, obj) + 2 * num_landmarks ({needed}), got {num_outputs}"
+        )
+    return needed if num_outputs is None else int(num_outputs)
+
+
 @HEADS.register("yolo_head")
 class YOLOHead(nn.Module):
     """YOLO detection head over L feature levels.
@@ -75,18 +91,7 @@ class YOLOHead(nn.Module):
             raise ConfigError(f"scale_x_y needs one value or {n_levels} (one per level), got {scale_x_y!r}")
         if wh_mode not in WH_MODES:
             raise ConfigError(f"wh_mode must be one of {WH_MODES}, got {wh_mode!r}")
-        if num_landmarks not in LANDMARK_COUNTS:
-            raise ConfigError(
-                f"model.head.num_landmarks must be one of {LANDMARK_COUNTS} (5: eyes, nose tip, mouth "
-                f"corners), got {num_landmarks!r}"
-            )
-        if num_outputs is None:
-            num_outputs = 5 + 2 * num_landmarks
-        if num_outputs < 5 + 2 * num_landmarks:
-            raise ConfigError(
-                f"num_outputs must be at least 5 (x, y, w, h, obj) + 2 * num_landmarks "
-                f"({5 + 2 * num_landmarks}), got {num_outputs}"
-            )
+        num_outputs = outputs_per_anchor(num_outputs, num_landmarks)
         if not 0.0 < obj_prior < 1.0:
             raise ConfigError(f"obj_prior must lie in (0, 1), got {obj_prior}")
 
