@@ -60,10 +60,11 @@ def test_predict_tta_and_export_all_go_through_candidates(compose_cfg, monkeypat
     det = _small(compose_cfg).eval()
     x = _images()
     with torch.no_grad():
-        boxes, scores = det.candidates(x)
-        raw_boxes, raw_scores = det.head.decode(det(x))
+        boxes, scores, points = det.candidates(x)
+        raw_boxes, raw_scores, raw_points = det.head.decode(det(x))
     cells = 12 * 16 + 6 * 8 + 3 * 4  # 96x128 at strides 8, 16, 32
     assert boxes.dtype == scores.dtype == torch.float32 and boxes.shape[:2] == scores.shape == (2, 3 * cells)
+    assert points is None and raw_points is None and det.num_landmarks == 0
     assert torch.equal(boxes, raw_boxes.float()) and torch.equal(scores, raw_scores.float())
     calls = []
     original = Detector.candidates
@@ -72,6 +73,7 @@ def test_predict_tta_and_export_all_go_through_candidates(compose_cfg, monkeypat
     ref = det.postprocess(boxes, scores)
     assert all(torch.equal(p["boxes"], r["boxes"]) and torch.equal(p["scores"], r["scores"])
                for p, r in zip(preds, ref, strict=True))
+    assert all("landmarks" not in p for p in preds)
     assert len(calls) == 1
     predict_with_tta(det, x, TTA.from_mode("flip"))
     assert len(calls) == 3  # one per pass

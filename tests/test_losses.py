@@ -11,7 +11,7 @@ import torch
 from torchvision.ops import box_iou
 
 from facedet.assign import YOLOv4Assigner
-from facedet.losses import YOLOLoss, ciou, ciou_loss, max_iou_per_image, pad_per_image, yolo_loss
+from facedet.losses import YOLOLoss, ciou, ciou_loss, max_iou_per_image, pad_per_image, targets
 from facedet.models.heads import yolo_decode
 from facedet.registry import LOSSES, build
 
@@ -228,7 +228,7 @@ def test_max_iou_per_image_matches_per_image_box_iou(monkeypatch: pytest.MonkeyP
     pred = torch.cat((xy, xy + 5 + torch.rand(4, 30, 2, generator=g) * 20), 2)
     gt, valid = pad_per_image(tcat, 4)
     assert gt.shape == (4, 25, 4) and valid.sum(1).tolist() == counts
-    monkeypatch.setattr(yolo_loss, "_IOU_CHUNK", 100)  # force several gt blocks
+    monkeypatch.setattr(targets, "_IOU_CHUNK", 100)  # force several gt blocks
     got = max_iou_per_image(pred, gt, valid)
     for b, n in enumerate(counts):
         want = box_iou(pred[b], tcat[tcat[:, 0] == b, 1:5]).amax(1) if n else torch.zeros(30)

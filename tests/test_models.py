@@ -139,7 +139,7 @@ def test_bad_head_arguments() -> None:
 def test_decode_zero_raw_centres_on_cells(wh_mode: str) -> None:
     head = YOLOHead(in_channels=[8, 8, 8], anchors=ANCHORS, strides=STRIDES, scale_x_y=1.2, wh_mode=wh_mode)
     raws = [torch.zeros(2, 3, s, s, 5) for s in (16, 8, 4)]
-    boxes, scores = head.decode(raws)
+    boxes, scores, _ = head.decode(raws)
     assert boxes.shape == (2, 3 * (256 + 64 + 16), 4) and scores.shape == (2, 3 * (256 + 64 + 16))
     assert torch.allclose(scores, torch.full_like(scores, 0.5))
     # sigmoid(0) = 0.5 puts the centre at the cell middle whatever scale_x_y; exp(0) = (2 * 0.5)^2 = 1
@@ -156,7 +156,7 @@ def test_decode_uses_per_level_scale_and_stride() -> None:
     head = YOLOHead(in_channels=[8, 8, 8], anchors=ANCHORS, strides=STRIDES, scale_x_y=[2.0, 1.0, 1.0])
     raws = [torch.zeros(1, 3, s, s, 5) for s in (4, 2, 1)]
     raws[0][0, 0, 0, 0, 0] = 10.0  # sigmoid ~ 1: with scale 2 the centre moves to the next cell's middle
-    boxes, _ = head.decode(raws)
+    boxes, _, _ = head.decode(raws)
     cx = (boxes[0, 0, 0] + boxes[0, 0, 2]) / 2
     assert abs(cx.item() - (2 * torch.sigmoid(torch.tensor(10.0)).item() - 0.5) * 8) < 1e-4
     assert cx.item() > 11.9
@@ -171,7 +171,7 @@ def test_objectness_bias_init() -> None:
     assert torch.allclose(bias[:, 4], torch.full((3,), math.log(prior / (1 - prior))))
     # Zero features give raw == bias (BN in eval at init is the identity; leaky(0) = 0).
     raws = head([torch.zeros(1, c, s, s) for c, s in zip([8, 16, 32], [4, 2, 1], strict=True)])
-    _, scores = head.decode(raws)
+    _, scores, _ = head.decode(raws)
     assert torch.allclose(scores, torch.full_like(scores, prior), atol=1e-6)
 
 

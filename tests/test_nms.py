@@ -135,3 +135,27 @@ def test_built_from_config() -> None:
     pp = build({"type": "diou_nms", "score_thresh": 0.01, "max_det": 100}, POSTPROCESSORS)
     assert isinstance(pp, DIoUNMS) and pp.score_thresh == 0.01 and pp.max_det == 100
     assert isinstance(build({"type": "nms"}, POSTPROCESSORS), NMS)
+
+
+@pytest.mark.parametrize("kind", ["nms", "diou_nms", "soft_nms"])
+def test_kept_boxes_carry_their_own_landmarks(kind):
+    # every candidate's points encode its row (x = row, y = -row): a kept box must bring its own
+    node = {"type": kind, "score_thresh": 0.05, "nms_iou": 0.5, "max_det": 20, "pre_nms_topk": 60}
+    post = build(node, POSTPROCESSORS)
+    g = torch.Generator().manual_seed(5)
+    xy = torch.rand(2, 80, 2, generator=g) * 100
+    boxes = torch.cat((xy, xy + 10 + torch.rand(2, 80, 2, generator=g) * 30), -1)
+    scores = torch.rand(2, 80, generator=g)
+    rows = torch.arange(80, dtype=torch.float32).view(1, 80, 1).expand(2, 80, 5)
+    points = torch.stack((rows, -rows), -1)
+    with_points = post(boxes, scores, points)
+    without = post(boxes, scores)
+    for b, (p, q) in enumerate(zip(with_points, without, strict=True)):
+        assert "landmarks" not in q and p["landmarks"].shape == (len(p["boxes"]), 5, 2)
+        assert torch.equal(p["boxes"], q["boxes"]) and torch.equal(p["scores"], q["scores"])
+        assert 3 < len(p["boxes"]) <= 20
+        row = p["landmarks"][:, 0, 0].long()
+        assert torch.equal(boxes[b, row], p["boxes"])  # the points of the box that was kept
+        assert torch.equal(p["landmarks"][..., 1], -p["landmarks"][..., 0])
+    with pytest.raises(ValueError, match="landmarks"):
+        post(boxes, scores, points[:, :10])

@@ -34,7 +34,8 @@ def export(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     meta = {"checkpoint": str(cfg.checkpoint), "weights": which, "model": train_cfg.model.get("name", ""),
             "strides": model.strides}
     export_onnx(model, path, img_size=img_size, metadata=meta, optimize=bool(cfg.optimize), **kw)
-    report: dict[str, Any] = {"onnx": str(path), "img_size": img_size, "weights": which, **kw}
+    report: dict[str, Any] = {"onnx": str(path), "img_size": img_size, "weights": which,
+                              "num_landmarks": model.num_landmarks, **kw}
     if cfg.verify:
         try:
             shapes = [(1, img_size, img_size), (2, img_size - 32 if img_size > 32 else 64, img_size + 32)]
@@ -43,7 +44,8 @@ def export(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
             raise ConfigError(f"verify=true needs onnxruntime (the [export] extra), or set verify=false ({e})") from e
         p = report["parity"]
         tol = float(cfg.verify_tolerance)
-        report["parity_ok"] = p["same_shapes"] and p["max_abs_box"] <= tol and p["max_abs_score"] <= tol
+        report["parity_ok"] = (p["same_shapes"] and p["max_abs_box"] <= tol and p["max_abs_score"] <= tol
+                               and p.get("max_abs_landmark", 0.0) <= tol)
     (Path(out_dir) / "export.json").write_text(to_json(report, indent=2))
     return report
 
@@ -52,11 +54,15 @@ def export(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
 def _main(cfg: DictConfig) -> None:
     with user_errors():
         r = export(cfg, HydraConfig.get().runtime.output_dir)
-    line = f"facedet: wrote {r['onnx']} ({'NMS inside' if r['nms_in_graph'] else 'no NMS'}, dynamic batch and size)"
+    points = f", {r['num_landmarks']} landmarks" if r["num_landmarks"] else ""
+    line = (f"facedet: wrote {r['onnx']} ({'NMS inside' if r['nms_in_graph'] else 'no NMS'}{points}, "
+            "dynamic batch and size)")
     if "parity" in r:
         p = r["parity"]
         line += (f"; onnxruntime vs PyTorch on {p['shapes']}: max |d box| {p['max_abs_box']:.2e} px, "
-                 f"max |d score| {p['max_abs_score']:.2e} over {p['boxes_compared']} boxes, "
+                 f"max |d score| {p['max_abs_score']:.2e}"
+                 + (f", max |d point| {p['max_abs_landmark']:.2e} px" if "max_abs_landmark" in p else "")
+                 + f" over {p['boxes_compared']} boxes, "
                  f"shapes {'equal' if p['same_shapes'] else 'DIFFER'}")
     print(line)
     if "parity_ok" in r and not r["parity_ok"]:

@@ -5,15 +5,18 @@ value 128 as facedet's data pipeline does (H and W multiples of 32, any size). O
 
 - without NMS (``nms_in_graph=False``): ``boxes`` ``(B, N, 4)`` xyxy in input pixels and ``scores``
   ``(B, N)`` objectness probabilities, every candidate (``Detector.candidates``, the decoding
-  ``Detector.predict`` uses);
-- with NMS (``nms_in_graph=True``): ``detections`` ``(K, 6)``: ``batch_index, x1, y1, x2, y2, score``
+  ``Detector.predict`` uses); a landmark model (``num_landmarks`` K = 5) adds a third output
+  ``landmarks`` ``(B, N, K, 2)``: the points ``x, y`` in input pixels, in the order left eye, right
+  eye, nose tip, left mouth corner, right mouth corner;
+- with NMS (``nms_in_graph=True``): ``detections`` ``(M, 6)``: ``batch_index, x1, y1, x2, y2, score``
   for the candidates scoring above ``score_thresh`` that survive plain IoU NMS at ``nms_iou`` (the
   IoU above which the lower-scoring of two boxes is suppressed), per image, sorted by
-  descending score. The in-graph NMS is ``torchvision.ops.nms``, which becomes ONNX's
-  ``NonMaxSuppression``; images of a batch are kept apart by offsetting their boxes (as
-  ``torchvision.ops.batched_nms`` does). DIoU-NMS and soft-NMS are loops over kept boxes with no ONNX
-  operator, and ``pre_nms_topk`` / ``max_det`` are left to the caller (take the first ``max_det``
-  rows of each image).
+  descending score; a landmark model's rows have ``2K`` more columns, ``(M, 6 + 2K)``: the kept
+  box's points ``x1, y1, ..., xK, yK`` after the score (one output, so rows cannot be misaligned).
+  The in-graph NMS is ``torchvision.ops.nms``, which becomes ONNX's ``NonMaxSuppression``; images
+  of a batch are kept apart by offsetting their boxes (as ``torchvision.ops.batched_nms`` does).
+  DIoU-NMS and soft-NMS are loops over kept boxes with no ONNX operator, and ``pre_nms_topk`` /
+  ``max_det`` are left to the caller (take the first ``max_det`` rows of each image).
 
 The exporter is ``torch.onnx.export(dynamo=True)`` (``torch.export``), which traces the grid
 computation with symbolic sizes; the older TorchScript exporter bakes the export size into the
@@ -43,6 +46,7 @@ from facedet.registry import ConfigError
 log = logging.getLogger(__name__)
 
 OPSET = 18
+LANDMARK_ORDER = "left eye, right eye, nose tip, left mouth corner, right mouth corner (image left)"
 
 
 class ExportWrapper(nn.Module):
@@ -56,10 +60,10 @@ class ExportWrapper(nn.Module):
         self.score_thresh = float(score_thresh)
         self.nms_iou = float(nms_iou)
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor] | Tensor:
-        boxes, scores = self.model.candidates(images)
+    def forward(self, images: Tensor) -> tuple[Tensor, ...] | Tensor:
+        boxes, scores, landmarks = self.model.candidates(images)
         if not self.nms_in_graph:
-            return boxes, scores
+            return (boxes, scores) if landmarks is None else (boxes, scores, landmarks)
         b, n = scores.shape
         batch_index = torch.arange(b, device=images.device).view(b, 1).expand(b, n).reshape(-1)
         flat_boxes, flat_scores = boxes.reshape(-1, 4), scores.reshape(-1)
@@ -74,7 +78,10 @@ class ExportWrapper(nn.Module):
         # (ONNX has no stable sort)
         rank = torch.arange(kept.numel(), device=kept.device)
         kept = kept[torch.argsort(batch_index[kept] * kept.numel() + rank)]
-        return torch.cat([batch_index[kept, None].to(flat_boxes.dtype), flat_boxes[kept], flat_scores[kept, None]], 1)
+        columns = [batch_index[kept, None].to(flat_boxes.dtype), flat_boxes[kept], flat_scores[kept, None]]
+        if landmarks is not None:  # each kept box's 2K point coordinates ride along after its score
+            columns.append(landmarks.reshape(b * n, -1)[keep][kept])
+        return torch.cat(columns, 1)
 
 
 def check_writable(path: str | Path) -> Path:
@@ -117,7 +124,7 @@ def export_onnx(
     example = torch.rand(2, 3, img_size, img_size)
     dim = torch.export.Dim
     dynamic = {"images": {0: dim("batch", min=1, max=4096), 2: dim.DYNAMIC, 3: dim.DYNAMIC}}
-    outputs = ["detections"] if nms_in_graph else ["boxes", "scores"]
+    outputs = ["detections"] if nms_in_graph else ["boxes", "scores"] + (["landmarks"] if model.num_landmarks else [])
     start = time.perf_counter()
     with torch.no_grad():
         program = torch.onnx.export(wrapper, (example,), dynamo=True, input_names=["images"], output_names=outputs,
@@ -125,9 +132,13 @@ def export_onnx(
                                     verbose=False)  # the exporter's progress lines; failures still raise
     proto = program.model_proto
     meta = {"producer": "facedet", "input": "images: float32 (B, 3, H, W) RGB in [0, 1], letterboxed, pad 128",
-            "outputs": ", ".join(outputs), "img_size": img_size, "nms": "onnx NonMaxSuppression (IoU)" if nms_in_graph
-            else "none", "score_thresh": score_thresh if nms_in_graph else None,
-            "nms_iou": nms_iou if nms_in_graph else None} | dict(metadata or {})
+            "outputs": ", ".join(outputs), "img_size": img_size,
+            "nms": "onnx NonMaxSuppression (IoU)" if nms_in_graph else "none",
+            "score_thresh": score_thresh if nms_in_graph else None, "nms_iou": nms_iou if nms_in_graph else None,
+            "num_landmarks": model.num_landmarks}
+    if model.num_landmarks:
+        meta["landmark_order"] = LANDMARK_ORDER
+    meta |= dict(metadata or {})
     for k, v in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
@@ -192,33 +203,55 @@ def compare_with_onnxruntime(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Run the ONNX file in onnxruntime and the PyTorch model on the same synthetic face images of
-    each ``(batch, height, width)``; returns the max absolute differences (boxes in pixels, scores),
-    whether the outputs have equal shapes, and how many boxes were compared."""
+    each ``(batch, height, width)``; returns the max absolute differences (boxes and, for a landmark
+    model, points in pixels; scores), whether the outputs have equal shapes, and how many boxes were
+    compared."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     wrapper = ExportWrapper(model, nms_in_graph=nms_in_graph, score_thresh=score_thresh, nms_iou=nms_iou).eval()
     report: dict[str, Any] = {"shapes": [list(s) for s in shapes], "max_abs_box": 0.0, "max_abs_score": 0.0,
                               "same_shapes": True, "boxes_compared": 0}
+    if model.num_landmarks:
+        report["max_abs_landmark"] = 0.0
     for x in verification_images(shapes, seed):
         with torch.no_grad():
             ref = wrapper(x)
         got = session.run(None, {"images": x.numpy()})
-        if nms_in_graph:  # rows paired by content: equal scores may come out of NMS in either order
-            pairs = _paired(ref.numpy(), got[0])
-            if pairs is None:
-                report["same_shapes"] = False
-                continue
-            r, g = pairs
-            ref_boxes, ref_scores, got_boxes, got_scores = r[:, :5], r[:, 5], g[:, :5], g[:, 5]
-        else:
-            ref_boxes, ref_scores = ref[0].numpy(), ref[1].numpy()
-            got_boxes, got_scores = got
-        if ref_boxes.shape != got_boxes.shape:
+        parts = _nms_parts(ref.numpy(), got[0]) if nms_in_graph else _candidate_parts(ref, got)
+        if parts is None:
             report["same_shapes"] = False
             continue
+        (ref_boxes, ref_scores, ref_points), (got_boxes, got_scores, got_points) = parts
         if ref_boxes.size:
             report["max_abs_box"] = max(report["max_abs_box"], float(np.abs(ref_boxes - got_boxes).max()))
             report["max_abs_score"] = max(report["max_abs_score"], float(np.abs(ref_scores - got_scores).max()))
             report["boxes_compared"] += len(ref_scores.reshape(-1))
+            if ref_points is not None:
+                d = float(np.abs(ref_points - got_points).max())
+                report["max_abs_landmark"] = max(report["max_abs_landmark"], d)
     return report
+
+
+_Parts = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+def _nms_parts(ref: np.ndarray, got: np.ndarray) -> tuple[_Parts, _Parts] | None:
+    """In-graph NMS rows of PyTorch and onnxruntime, paired by content (equal scores may come out
+    of NMS in either order), split into (boxes with batch index, scores, points or None); None
+    when they differ in shape."""
+    if ref.shape[1:] != got.shape[1:]:
+        return None
+    pairs = _paired(ref, got)
+    if pairs is None:
+        return None
+    return tuple((d[:, :5], d[:, 5], d[:, 6:] if d.shape[1] > 6 else None) for d in pairs)  # type: ignore[return-value]
+
+
+def _candidate_parts(ref: tuple[Tensor, ...], got: list[np.ndarray]) -> tuple[_Parts, _Parts] | None:
+    """The outputs without NMS as (boxes, scores, points or None) of both; None when they differ
+    in number or shape."""
+    ref_np = [r.numpy() for r in ref]
+    if len(ref_np) != len(got) or any(r.shape != g.shape for r, g in zip(ref_np, got, strict=True)):
+        return None
+    return tuple((d[0], d[1], d[2] if len(d) > 2 else None) for d in (ref_np, got))  # type: ignore[return-value]

@@ -1,15 +1,21 @@
-"""Losses: IoU-family box terms (torchvision.ops first) and the YOLO detection loss."""
+"""Losses: IoU-family box terms (torchvision.ops first), landmark point losses and the YOLO
+detection loss."""
 
 from facedet.losses.iou import box_similarity, ciou, ciou_loss, diou, giou
-from facedet.losses.yolo_loss import YOLOLoss, max_iou_per_image, pad_per_image, targets_to_tensor
+from facedet.losses.landmark import SmoothL1Loss, WingLoss
+from facedet.losses.targets import landmarks_to_tensor, max_iou_per_image, pad_per_image, targets_to_tensor
+from facedet.losses.yolo_loss import YOLOLoss
 
 __all__ = [
+    "SmoothL1Loss",
+    "WingLoss",
     "YOLOLoss",
     "box_similarity",
     "ciou",
     "ciou_loss",
     "diou",
     "giou",
+    "landmarks_to_tensor",
     "max_iou_per_image",
     "pad_per_image",
     "targets_to_tensor",

@@ -1,4 +1,5 @@
-"""The YOLOv4 detection loss for a single face class: CIoU box loss plus objectness BCE.
+"""The YOLOv4 detection loss for a single face class: CIoU box loss plus objectness BCE, and with a
+landmark head (``num_landmarks`` 5) a point loss at the positives.
 
 Per level, cells are one of three kinds:
 - positive: assigned to a (non-ignored) face by the assigner; box regressed with 1 - CIoU, and the
@@ -14,6 +15,15 @@ Positives win over both masks.
 Objectness is averaged over the non-masked cells of each level and weighted by ``balance[level]``
 (small faces live on the fine levels, which have many more cells). The total is multiplied by the
 batch size, YOLOv5's convention, so the gradient does not shrink as the batch grows.
+
+Landmarks (only when the head predicts them): at every positive, each point the face has (absent
+points are NaN in the targets, per point) is compared with the decoded point by ``landmark_loss``
+(registry ``LANDMARK_LOSSES``: ``wing`` or ``smooth_l1``) in anchor units (pixel error divided by the
+predicting anchor's width or height, so faces of every size weigh alike, as the box-normalised NME
+measures them; yolov5-face measures in grid cells instead). The mean over present coordinates,
+times ``landmark_weight``, is ``loss_landmark``. Absent points are dropped before the loss (not
+multiplied by 0), so they give neither a value nor a gradient, and the box and objectness terms
+never look at points: a face without points trains boxes exactly as in a model without landmarks.
 """
 
 from __future__ import annotations
@@ -24,10 +34,10 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import box_iou
 
 from facedet.assign import LevelAssignment
 from facedet.losses.iou import ciou
+from facedet.losses.targets import landmarks_to_tensor, max_iou_per_image, pad_per_image, targets_to_tensor
 from facedet.registry import LOSSES
 from facedet.structures import Target, cxcywh_to_xyxy
 
@@ -55,62 +65,16 @@ class Decoder(Protocol):
     @property
     def scale_x_y(self) -> Sequence[float]: ...
 
+    @property
+    def num_landmarks(self) -> int: ...
+
     def decode_level(self, raw: Tensor, i: int) -> Tensor: ...
 
-_IOU_CHUNK = 1 << 23  # elements per batched IoU block: bounds memory for crowded images (WIDER has 1000+)
 
+class LandmarkLoss(Protocol):
+    """A ``LANDMARK_LOSSES`` entry: elementwise loss of predicted and target coordinates."""
 
-def targets_to_tensor(targets: Sequence[Target], device: torch.device | str) -> Tensor:
-    """Concatenate per-image targets to ``(Nt, 6)`` rows ``[batch index, x1, y1, x2, y2, ignore]``.
-
-    Rows stay grouped by image in batch order. Boxes with no width or height are dropped: they cannot
-    be regressed (CIoU divides by the height) nor overlap anything.
-    """
-    rows = []
-    for i, t in enumerate(targets):
-        boxes = torch.as_tensor(t["boxes"], dtype=torch.float32, device=device).reshape(-1, 4)
-        ign = t.get("ignore")
-        ign = torch.zeros(len(boxes), device=device) if ign is None else torch.as_tensor(ign, device=device)
-        idx = torch.full((len(boxes), 1), float(i), device=device)
-        rows.append(torch.cat((idx, boxes, ign.reshape(-1, 1).float()), 1))
-    out = torch.cat(rows) if rows else torch.zeros((0, 6), device=device)
-    keep = (out[:, 3] > out[:, 1]) & (out[:, 4] > out[:, 2])
-    return out[keep]
-
-
-def pad_per_image(targets_cat: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
-    """Boxes padded per image: ``(B, M, 4)`` xyxy and a ``(B, M)`` validity mask (M: most boxes per image)."""
-    b = targets_cat[:, 0].long()
-    counts = torch.bincount(b, minlength=batch_size)
-    m = int(counts.max()) if len(b) else 0
-    starts = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(len(b), device=b.device) - starts[b]  # rows are grouped by image
-    boxes = targets_cat.new_zeros((batch_size, m, 4))
-    valid = torch.zeros((batch_size, m), dtype=torch.bool, device=b.device)
-    boxes[b, slot] = targets_cat[:, 1:5]
-    valid[b, slot] = True
-    return boxes, valid
-
-
-def max_iou_per_image(pred_xyxy: Tensor, gt_xyxy: Tensor, gt_valid: Tensor) -> Tensor:
-    """Best IoU of each predicted box ``(B, N, 4)`` with its image's valid gt ``(B, M, 4)`` -> ``(B, N)``.
-
-    ``gt_valid`` must mark a prefix of each row (as ``pad_per_image`` builds it). Gt columns are taken
-    in blocks, each only over the images that still have boxes there, so one crowded image does not
-    make every image of the batch pay for its padding.
-    """
-    bsz, n, _ = pred_xyxy.shape
-    out = pred_xyxy.new_zeros((bsz, n))
-    counts = gt_valid.sum(1)
-    start = 0
-    while start < gt_xyxy.shape[1]:  # loop over gt blocks only, never over cells
-        rows = (counts > start).nonzero().squeeze(1)
-        stop = start + max(1, _IOU_CHUNK // max(len(rows) * n, 1))
-        iou = box_iou(pred_xyxy[rows], gt_xyxy[rows, start:stop])  # (R, N, m), batched over images
-        iou = iou.masked_fill(~gt_valid[rows, None, start:stop], 0.0)
-        out[rows] = torch.maximum(out[rows], iou.amax(2))
-        start = stop
-    return out
+    def __call__(self, pred: Tensor, target: Tensor) -> Tensor: ...
 
 
 @LOSSES.register("yolo_loss")
@@ -122,8 +86,11 @@ class YOLOLoss:
     ``balance``: objectness weight per level (fine to coarse); ``ignore_iou``: box IoU between a
     prediction and a face above which a non-positive prediction is not punished;
     ``obj_iou_target``: objectness target at positives is the CIoU (True) or 1 (False).
+    ``landmark_loss``: a built ``LANDMARK_LOSSES`` entry (``{type: wing}``), required when the head
+    predicts points and refused when it does not; ``landmark_weight``: its term's weight.
     Options that do not fit the decoder (a ``balance`` length other than its number of levels,
-    ``near_cells`` without ``scale_x_y`` 2) are a ValueError here, so a config error at build time.
+    ``near_cells`` without ``scale_x_y`` 2, a landmark loss without landmark outputs or the reverse)
+    are a ValueError here, so a config error at build time.
     """
 
     def __init__(
@@ -136,6 +103,8 @@ class YOLOLoss:
         balance: Sequence[float] = (4.0, 1.0, 0.4),
         ignore_iou: float = 0.7,
         obj_iou_target: bool = True,
+        landmark_loss: LandmarkLoss | None = None,
+        landmark_weight: float = 0.05,
     ) -> None:
         if not callable(assigner):
             raise TypeError(
@@ -149,6 +118,13 @@ class YOLOLoss:
         self.balance = [float(x) for x in balance]
         self.ignore_iou = float(ignore_iou)
         self.obj_iou_target = bool(obj_iou_target)
+        if landmark_loss is not None and not callable(landmark_loss):
+            raise TypeError(
+                f"landmark_loss must be a built landmark loss (a config node with 'type', e.g. "
+                f"{{type: wing}}), got {landmark_loss!r}"
+            )
+        self.landmark_loss = landmark_loss
+        self.landmark_weight = float(landmark_weight)
         self._check_decoder()
 
     def _check_decoder(self) -> None:
@@ -164,40 +140,54 @@ class YOLOLoss:
                 f"assigner.near_cells=true needs model.head.scale_x_y 2 on every level, got {scales}: "
                 "a neighbouring cell's centre cannot reach the face centre otherwise (set both, or neither)"
             )
+        k = int(getattr(self.decoder, "num_landmarks", 0))
+        if k and self.landmark_loss is None:
+            raise ValueError(
+                f"model.head.num_landmarks={k} needs model.loss.landmark_loss (e.g. "
+                "model.loss.landmark_loss={type: wing}, or smooth_l1) to train the points"
+            )
+        if not k and self.landmark_loss is not None:
+            raise ValueError(
+                "model.loss.landmark_loss is set but model.head.num_landmarks is 0 (no points to train): "
+                "set model.head.num_landmarks=5, or model.loss.landmark_loss=null"
+            )
 
     def __call__(self, raws: Sequence[Tensor], targets: Sequence[Target]) -> dict[str, Tensor]:
-        """Loss terms from raw maps ``[(B, A, H, W, >=5)]`` (decoded by ``decoder``) and B targets.
+        """Loss terms from raw maps ``[(B, A, H, W, >=5 + 2K)]`` (decoded by ``decoder``) and B targets.
 
-        Returns ``loss_box`` and ``loss_obj`` (weighted), ``loss = (loss_box + loss_obj) * B`` and a
-        detached float ``num_pos`` (positives over all levels, for logging).
+        Returns ``loss_box`` and ``loss_obj`` (weighted), with a landmark head ``loss_landmark``
+        (weighted), ``loss`` = (their sum) * B, and a detached float ``num_pos`` (positives over all
+        levels, for logging).
         """
         if len(raws) != len(self.balance):
             raise ValueError(f"yolo_loss has {len(self.balance)} balance weights but got {len(raws)} levels")
         device = raws[0].device
         bsz = raws[0].shape[0]
         tcat = targets_to_tensor(targets, device)
+        t_points = None
+        if self.landmark_loss is not None:
+            t_points = landmarks_to_tensor(targets, int(self.decoder.num_landmarks), device)
         gt_boxes, gt_valid = pad_per_image(tcat, bsz)
         grid_shapes = [(int(r.shape[2]), int(r.shape[3])) for r in raws]
         assignments = self.assigner(tcat, self.decoder.anchors, self.decoder.strides, grid_shapes)
 
         box_terms: list[Tensor] = []
+        point_terms: list[Tensor] = []
         loss_obj = raws[0].new_zeros((), dtype=torch.float32)
         for i, (raw, asg) in enumerate(zip(raws, assignments, strict=True)):
-            dec = self.decoder.decode_level(raw.float(), i)  # (B, A, H, W, 5), fp32 even under autocast
+            dec = self.decoder.decode_level(raw.float(), i)  # (B, A, H, W, 5 + 2K), fp32 even under autocast
             logit = dec[..., 4]
             _, n_a, h, w = logit.shape
             ignored = tcat[asg.t, 5] > 0
             pb, pa, pgy, pgx, pt = (x[~ignored] for x in asg)
 
-            with torch.no_grad():
-                pred_xyxy = cxcywh_to_xyxy(dec[..., :4].detach()).reshape(bsz, -1, 4)
-                weight = max_iou_per_image(pred_xyxy, gt_boxes, gt_valid).view_as(logit) <= self.ignore_iou
-                weight[asg.b[ignored], asg.a[ignored], asg.gy[ignored], asg.gx[ignored]] = False
-                weight[pb, pa, pgy, pgx] = True
+            weight = self._objectness_mask(dec, gt_boxes, gt_valid, asg, ignored)
 
             # Positive boxes; with no positives these are empty and still carry a gradient path.
             c = ciou(cxcywh_to_xyxy(dec[pb, pa, pgy, pgx, :4]), tcat[pt, 1:5])
             box_terms.append(1.0 - c)
+            if t_points is not None:
+                point_terms.append(self._point_losses(dec[pb, pa, pgy, pgx, 5:], t_points[pt], pa, i))
 
             tobj = torch.zeros_like(logit)
             val = c.detach().clamp(min=0) if self.obj_iou_target else torch.ones_like(c)
@@ -212,9 +202,36 @@ class YOLOLoss:
         box = torch.cat(box_terms)
         loss_box = self.box_weight * box.sum() / max(box.numel(), 1)
         loss_obj = self.obj_weight * loss_obj
-        return {
-            "loss_box": loss_box,
-            "loss_obj": loss_obj,
-            "loss": (loss_box + loss_obj) * bsz,
-            "num_pos": torch.tensor(float(box.numel()), device=device),
-        }
+        if t_points is None:
+            out = {"loss_box": loss_box, "loss_obj": loss_obj, "loss": (loss_box + loss_obj) * bsz}
+        else:
+            points = torch.cat(point_terms)  # empty when no positive face has a point: a zero term
+            loss_landmark = self.landmark_weight * points.sum() / max(points.numel(), 1)
+            out = {"loss_box": loss_box, "loss_obj": loss_obj, "loss_landmark": loss_landmark,
+                   "loss": (loss_box + loss_obj + loss_landmark) * bsz}
+        out["num_pos"] = torch.tensor(float(box.numel()), device=device)
+        return out
+
+    @torch.no_grad()
+    def _objectness_mask(
+        self, dec: Tensor, gt_boxes: Tensor, gt_valid: Tensor, asg: LevelAssignment, ignored: Tensor
+    ) -> Tensor:
+        """``(B, A, H, W)`` bool: the cells whose objectness is trained (see the module docstring):
+        not overlapping a face above ``ignore_iou``, not an ignored face's cell, or a positive."""
+        pred_xyxy = cxcywh_to_xyxy(dec[..., :4].detach()).reshape(dec.shape[0], -1, 4)
+        weight = max_iou_per_image(pred_xyxy, gt_boxes, gt_valid).view(dec.shape[:4]) <= self.ignore_iou
+        weight[asg.b[ignored], asg.a[ignored], asg.gy[ignored], asg.gx[ignored]] = False
+        kept = ~ignored
+        weight[asg.b[kept], asg.a[kept], asg.gy[kept], asg.gx[kept]] = True
+        return weight
+
+    def _point_losses(self, pred: Tensor, target: Tensor, anchor_index: Tensor, level: int) -> Tensor:
+        """Elementwise landmark loss of the present target points: ``pred`` ``(P, 2K)`` decoded
+        points (pixels) at P positives, ``target`` ``(P, K, 2)`` (NaN: absent), ``anchor_index``
+        ``(P,)`` the positives' anchors on ``level``. Both are divided by the anchor's width and
+        height first (anchor units). Absent points are selected away, never multiplied by 0: a NaN
+        times 0 is NaN, in the value and in the gradient."""
+        pred = pred.reshape(target.shape)
+        scale = self.decoder.anchors[level].to(pred)[anchor_index].unsqueeze(1)  # (P, 1, 2): w, h
+        present = torch.isfinite(target).all(-1)  # (P, K): per point, not per face
+        return self.landmark_loss((pred / scale)[present], (target / scale)[present]).reshape(-1)

@@ -19,21 +19,26 @@ class Detector(nn.Module):
 
     Contract:
     - ``detector(images)``: ``images`` float ``(B, 3, S, S)`` in [0, 1] with S a multiple of
-      ``max_stride`` -> list of raw per-level maps ``(B, A, S/stride, S/stride, 5)`` for ``strides``
-      (8, 16, 32; YOLOv4-tiny's two levels 16, 32).
+      ``max_stride`` -> list of raw per-level maps ``(B, A, S/stride, S/stride, 5 + 2K)`` for
+      ``strides`` (8, 16, 32; YOLOv4-tiny's two levels 16, 32); K = ``num_landmarks`` (0 or 5).
     - ``detector.candidates(images)``: every anchor of every cell decoded, before NMS: boxes
-      ``(B, N, 4)`` xyxy in input pixels and objectness probabilities ``(B, N)``, both float32,
-      levels flattened in (level, anchor, row, column) order. The only decoding of the model:
-      ``predict``, test-time augmentation and the ONNX export all go through it.
+      ``(B, N, 4)`` xyxy in input pixels, objectness probabilities ``(B, N)`` and landmarks
+      ``(B, N, K, 2)`` in input pixels (None when K = 0), float32, levels flattened in (level,
+      anchor, row, column) order. The only decoding of the model: ``predict``, test-time
+      augmentation and the ONNX export all go through it.
     - ``detector.predict(images)``: ``postprocess(*candidates(images))``: list of B dicts ``{boxes
-      (K, 4) xyxy input pixels, scores (K,), labels (K,)}`` sorted by descending score.
+      (M, 4) xyxy input pixels, scores (M,), labels (M,)}``, plus ``landmarks (M, K, 2)`` input
+      pixels when K > 0, sorted by descending score.
     - ``detector.postprocess``: the built post-processor (NMS family): ``(boxes (B, N, 4), scores
-      (B, N)) -> `` B dicts as ``predict`` returns them (TTA merges candidates before it).
-    - ``detector.loss(images, targets)``: ``targets`` a list of B ``Target`` dicts (boxes xyxy in
-      input pixels) -> dict of named loss terms plus ``loss`` (their weighted sum, to backpropagate).
-      The loss was built with the head's decoding, so it decodes as ``candidates`` does.
-    - ``strides``, ``max_stride``, ``anchors`` (``(L, A, 2)`` input pixels) and ``anchor_iou`` (the
-      assigner's shape-IoU threshold for positives): what tools and checks may read of the parts.
+      (B, N), landmarks (B, N, K, 2) | None) -> `` B dicts as ``predict`` returns them (TTA merges
+      candidates before it).
+    - ``detector.loss(images, targets)``: ``targets`` a list of B ``Target`` dicts (boxes xyxy and
+      landmarks in input pixels, NaN where a point is absent) -> dict of named loss terms
+      (``loss_box``, ``loss_obj``, ``loss_landmark`` when K > 0) plus ``loss`` (their weighted sum, to
+      backpropagate). The loss was built with the head's decoding, so it decodes as ``candidates`` does.
+    - ``strides``, ``max_stride``, ``anchors`` (``(L, A, 2)`` input pixels), ``anchor_iou`` (the
+      assigner's shape-IoU threshold for positives) and ``num_landmarks``: what tools and checks may
+      read of the parts.
     """
 
     def __init__(self, *, backbone: nn.Module, neck: nn.Module, head: nn.Module, loss: Any, postprocess: Any):
@@ -47,10 +52,11 @@ class Detector(nn.Module):
     def forward(self, images: Tensor) -> list[Tensor]:
         return self.head(self.neck(self.backbone(images)))
 
-    def candidates(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """Decoded boxes ``(B, N, 4)`` xyxy in input pixels and scores ``(B, N)``, float32, before NMS."""
-        boxes, scores = self.head.decode(self(images))
-        return boxes.float(), scores.float()
+    def candidates(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Decoded boxes ``(B, N, 4)`` xyxy in input pixels, scores ``(B, N)`` and landmarks
+        ``(B, N, K, 2)`` in input pixels (None without a landmark head), float32, before NMS."""
+        boxes, scores, landmarks = self.head.decode(self(images))
+        return boxes.float(), scores.float(), None if landmarks is None else landmarks.float()
 
     def loss(self, images: Tensor, targets: list[Target]) -> dict[str, Tensor]:
         return self.loss_fn(self(images), targets)
@@ -75,6 +81,11 @@ class Detector(nn.Module):
         return self.head.anchors
 
     @property
+    def num_landmarks(self) -> int:
+        """Points predicted per face: 0 (boxes only) or 5 (eyes, nose tip, mouth corners)."""
+        return int(self.head.num_landmarks)
+
+    @property
     def anchor_iou(self) -> float:
         """The assigner's threshold: anchors whose shape IoU with a face is above it are positives."""
         return float(self.loss_fn.assigner.anchor_iou)
@@ -84,7 +95,8 @@ def build_detector(cfg: Mapping[str, Any]) -> Detector:
     """Build a Detector from a model config (``backbone``, ``neck``, ``head``, ``loss``,
     ``postprocess`` nodes and ``anchors``); channels, anchors and strides are wired here, and the
     loss is built with the head's decoding (``extra`` ``decoder``), so loss options that do not fit
-    the head (``balance`` length, ``near_cells`` without ``scale_x_y`` 2) are a ConfigError here.
+    the head (``balance`` length, ``near_cells`` without ``scale_x_y`` 2, ``head.num_landmarks`` 5
+    without ``loss.landmark_loss`` or the reverse) are a ConfigError here.
     Configs written before issue 13 (``iou_t``, ``ignore_thresh``, ``iou_thresh``) are upgraded
     first (``model_config.upgrade_model_config``) and build the same model.
     ``freeze_bn_gamma: true`` freezes every BatchNorm scale (``specials.freeze_bn_gamma``);

@@ -2,6 +2,8 @@
 
 Both share one pipeline per image: drop scores at or below ``score_thresh``, keep the
 ``pre_nms_topk`` best, suppress, keep the ``max_det`` best. Outputs are sorted by descending score.
+Landmarks, when given, ride along: a kept box keeps its own points (they take no part in the
+suppression).
 
 DIoU-NMS (Zheng et al., 2020) suppresses box j when a kept, higher-scoring box i has
 ``DIoU(i, j) = IoU - rho^2 / c^2 > nms_iou`` (rho: centre distance, c: enclosing box diagonal), so
@@ -103,36 +105,58 @@ class _NMSBase:
             f"max_det={self.max_det}, pre_nms_topk={self.pre_nms_topk})"
         )
 
-    def candidates(self, boxes: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
-        """The boxes entering suppression: scores above ``score_thresh``, at most ``pre_nms_topk``
-        of them, in at least float32 (fp16 would lose DIoU's centre-distance term)."""
+    def candidates(
+        self, boxes: Tensor, scores: Tensor, landmarks: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The boxes entering suppression (and their landmarks, when given): scores above
+        ``score_thresh``, at most ``pre_nms_topk`` of them, in at least float32 (fp16 would lose
+        DIoU's centre-distance term)."""
         dtype = torch.promote_types(boxes.dtype, torch.float32)
         boxes, scores = boxes.to(dtype), scores.to(dtype)
         keep = scores > self.score_thresh
         boxes, scores = boxes[keep], scores[keep]
+        if landmarks is not None:
+            landmarks = landmarks.to(dtype)[keep]
         if scores.numel() > self.pre_nms_topk:
             scores, idx = scores.topk(self.pre_nms_topk)
             boxes = boxes[idx]
-        return boxes, scores
+            landmarks = None if landmarks is None else landmarks[idx]
+        return boxes, scores, landmarks
 
-    def single(self, boxes: Tensor, scores: Tensor) -> dict[str, Tensor]:
-        """One image: ``(N, 4)`` xyxy, ``(N,)`` scores -> {boxes (K, 4), scores (K,), labels (K,) int64}."""
-        boxes, scores = self.candidates(boxes, scores)
+    def single(self, boxes: Tensor, scores: Tensor, landmarks: Tensor | None = None) -> dict[str, Tensor]:
+        """One image: ``(N, 4)`` xyxy, ``(N,)`` scores, optional ``(N, K, 2)`` landmarks -> {boxes
+        (M, 4), scores (M,), labels (M,) int64}, plus landmarks (M, K, 2) when given."""
+        boxes, scores, landmarks = self.candidates(boxes, scores, landmarks)
         idx = self._suppress(boxes, scores)[: self.max_det]
-        return {
-            "boxes": boxes[idx],
-            "scores": scores[idx],
-            "labels": torch.zeros(idx.numel(), dtype=torch.int64, device=boxes.device),
-        }
+        return detections(boxes, scores[idx], idx, landmarks)
 
     @torch.no_grad()
-    def __call__(self, boxes: Tensor, scores: Tensor) -> list[dict[str, Tensor]]:
-        """Boxes ``(B, N, 4)`` xyxy and scores ``(B, N)`` -> B dicts sorted by descending score."""
+    def __call__(self, boxes: Tensor, scores: Tensor, landmarks: Tensor | None = None) -> list[dict[str, Tensor]]:
+        """Boxes ``(B, N, 4)`` xyxy, scores ``(B, N)`` and optional landmarks ``(B, N, K, 2)`` -> B
+        dicts sorted by descending score (with ``landmarks`` only when landmarks were given)."""
         if boxes.dim() != 3 or scores.shape != boxes.shape[:2]:
             raise ValueError(
                 f"expected boxes (B, N, 4) and scores (B, N), got {tuple(boxes.shape)}, {tuple(scores.shape)}"
             )
-        return [self.single(b, s) for b, s in zip(boxes, scores, strict=True)]
+        if landmarks is None:
+            return [self.single(b, s) for b, s in zip(boxes, scores, strict=True)]
+        if landmarks.dim() != 4 or landmarks.shape[:2] != boxes.shape[:2] or landmarks.shape[-1] != 2:
+            raise ValueError(f"expected landmarks (B, N, K, 2) for boxes {tuple(boxes.shape)}, "
+                             f"got {tuple(landmarks.shape)}")
+        return [self.single(b, s, p) for b, s, p in zip(boxes, scores, landmarks, strict=True)]
+
+
+def detections(boxes: Tensor, scores: Tensor, idx: Tensor, landmarks: Tensor | None) -> dict[str, Tensor]:
+    """The output dict of the kept rows ``idx`` (in output order) of an image's candidates, with
+    their ``scores`` (already taken, as soft-NMS decays them); ``landmarks`` only when given."""
+    out = {
+        "boxes": boxes[idx],
+        "scores": scores,
+        "labels": torch.zeros(idx.numel(), dtype=torch.int64, device=boxes.device),
+    }
+    if landmarks is not None:
+        out["landmarks"] = landmarks[idx]
+    return out
 
 
 @POSTPROCESSORS.register("diou_nms")

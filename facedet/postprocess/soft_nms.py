@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from facedet.postprocess.nms import _NMSBase
+from facedet.postprocess.nms import _NMSBase, detections
 from facedet.registry import POSTPROCESSORS
 
 SOFT_NMS_METHODS = ("gaussian", "linear")
@@ -24,7 +24,7 @@ class SoftNMS(_NMSBase):
     Each step keeps the highest-scoring remaining box and multiplies the scores of the others by
     ``exp(-IoU^2 / sigma)`` (``gaussian``; ``nms_iou`` unused) or by ``1 - IoU`` where IoU
     exceeds ``nms_iou`` (``linear``). Boxes whose score falls to ``score_thresh`` or below are
-    dropped; outputs carry the decayed scores, sorted descending.
+    dropped; outputs carry the decayed scores, sorted descending. Landmarks are carried, not decayed.
     """
 
     def __init__(
@@ -49,8 +49,8 @@ class SoftNMS(_NMSBase):
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", method={self.method!r}, sigma={self.sigma})"
 
-    def single(self, boxes: Tensor, scores: Tensor) -> dict[str, Tensor]:
-        boxes, scores = self.candidates(boxes, scores)
+    def single(self, boxes: Tensor, scores: Tensor, landmarks: Tensor | None = None) -> dict[str, Tensor]:
+        boxes, scores, landmarks = self.candidates(boxes, scores, landmarks)
         iou = box_iou(boxes, boxes)
         live = scores.clone()
         alive = torch.ones_like(scores, dtype=torch.bool)
@@ -69,8 +69,4 @@ class SoftNMS(_NMSBase):
             alive &= live > self.score_thresh
         idx = torch.tensor(kept, dtype=torch.int64, device=boxes.device)
         out_scores = torch.stack(kept_scores) if kept_scores else scores.new_zeros(0)
-        return {
-            "boxes": boxes[idx],
-            "scores": out_scores,
-            "labels": torch.zeros(idx.numel(), dtype=torch.int64, device=boxes.device),
-        }
+        return detections(boxes, out_scores, idx, landmarks)

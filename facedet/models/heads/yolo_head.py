@@ -2,7 +2,8 @@
 
 Per level: a 3x3 ConvBNAct doubling the channels, then a 1x1 conv with bias to
 ``num_anchors * num_outputs`` channels, reshaped to ``(B, A, H, W, num_outputs)``. The first five
-outputs are ``tx, ty, tw, th, tobj``, decoded by ``facedet.models.heads.yolo_decode`` so the loss
+outputs are ``tx, ty, tw, th, tobj``, then ``2 * num_landmarks`` point offsets (``num_outputs`` is
+``5 + 2 * num_landmarks`` unless given), decoded by ``facedet.models.heads.yolo_decode`` so the loss
 and inference share one decoding.
 """
 
@@ -20,6 +21,24 @@ from facedet.models.specials import SAM
 from facedet.registry import HEADS, ConfigError
 from facedet.structures import cxcywh_to_xyxy
 
+LANDMARK_COUNTS = (0, 5)  # boxes only, or the five points face recognition aligns with
+
+
+def outputs_per_anchor(num_outputs: int | None, num_landmarks: int) -> int:
+    """Channels per anchor: ``num_outputs``, or ``5 + 2 * num_landmarks`` when None; ConfigError
+    for a point count other than 0 or 5, or too few outputs to hold them."""
+    if num_landmarks not in LANDMARK_COUNTS:
+        raise ConfigError(
+            f"model.head.num_landmarks must be one of {LANDMARK_COUNTS} (5: eyes, nose tip, mouth "
+            f"corners), got {num_landmarks!r}"
+        )
+    needed = 5 + 2 * num_landmarks
+    if num_outputs is not None and num_outputs < needed:
+        raise ConfigError(
+            f"num_outputs must be at least 5 (x, y, w, h, obj) + 2 * num_landmarks ({needed}), got {num_outputs}"
+        )
+    return needed if num_outputs is None else int(num_outputs)
+
 
 @HEADS.register("yolo_head")
 class YOLOHead(nn.Module):
@@ -30,6 +49,10 @@ class YOLOHead(nn.Module):
     YOLOv4's grid sensitivity (one value, or one per level); ``wh_mode`` is ``"exp"`` or
     ``"sigmoid"``. ``obj_prior`` sets the initial objectness probability. ``sam=True`` puts
     YOLOv4's point-wise spatial attention (``specials.SAM``) on each level's input.
+    ``num_landmarks``: 0 (boxes only) or 5 points per face (left eye, right eye, nose tip, left
+    and right mouth corner; "left" is the image's left), ``2 * num_landmarks`` more outputs per
+    anchor. ``num_outputs``: channels per anchor, ``5 + 2 * num_landmarks`` when not given (more
+    are allowed and left undecoded).
 
     ``forward([(B, C_i, H_i, W_i)]) -> [(B, A, H_i, W_i, num_outputs)]`` raw maps; ``decode`` turns
     them into boxes and scores, ``decoding()`` is what the loss is built with.
@@ -44,9 +67,10 @@ class YOLOHead(nn.Module):
         scale_x_y: float | list[float] = 1.05,
         wh_mode: str = "exp",
         act: str = "leaky",
-        num_outputs: int = 5,
+        num_outputs: int | None = None,
         obj_prior: float = 0.01,
         sam: bool = False,
+        num_landmarks: int = 0,
     ) -> None:
         super().__init__()
         anchors_t = anchors.float() if isinstance(anchors, Tensor) and anchors.dim() == 3 else None
@@ -67,8 +91,7 @@ class YOLOHead(nn.Module):
             raise ConfigError(f"scale_x_y needs one value or {n_levels} (one per level), got {scale_x_y!r}")
         if wh_mode not in WH_MODES:
             raise ConfigError(f"wh_mode must be one of {WH_MODES}, got {wh_mode!r}")
-        if num_outputs < 5:
-            raise ConfigError(f"num_outputs must be at least 5 (x, y, w, h, obj), got {num_outputs}")
+        num_outputs = outputs_per_anchor(num_outputs, num_landmarks)
         if not 0.0 < obj_prior < 1.0:
             raise ConfigError(f"obj_prior must lie in (0, 1), got {obj_prior}")
 
@@ -78,6 +101,7 @@ class YOLOHead(nn.Module):
         self.wh_mode = wh_mode
         self.num_anchors = int(n_anchors)
         self.num_outputs = num_outputs
+        self.num_landmarks = int(num_landmarks)
         if sam:
             self.sams = nn.ModuleList(SAM(c) for c in in_channels)
         self.convs = nn.ModuleList(ConvBNAct(c, 2 * c, 3, act=act) for c in in_channels)
@@ -88,7 +112,7 @@ class YOLOHead(nn.Module):
 
     def _init_bias(self, obj_prior: float) -> None:
         # Start every anchor at objectness ~obj_prior: with a 0.5 start the many negatives swamp the
-        # objectness loss in the first iterations.
+        # objectness loss in the first iterations. Point offsets start at 0: the cell centre.
         with torch.no_grad():
             for pred in self.preds:
                 b = pred.bias.view(self.num_anchors, self.num_outputs)
@@ -109,21 +133,26 @@ class YOLOHead(nn.Module):
         return outs
 
     def decode_level(self, raw: Tensor, i: int) -> Tensor:
-        """Level ``i``'s raw map -> ``(B, A, H, W, 5)``: cx, cy, w, h (input pixels), objectness logit."""
-        return decode_level(raw, self.anchors[i], self.strides[i], self.scale_x_y[i], self.wh_mode)
+        """Level ``i``'s raw map -> ``(B, A, H, W, 5 + 2K)``: cx, cy, w, h (input pixels), objectness
+        logit, then K points ``x, y`` (input pixels)."""
+        return decode_level(
+            raw, self.anchors[i], self.strides[i], self.scale_x_y[i], self.wh_mode, self.num_landmarks
+        )
 
     def decoding(self) -> HeadDecoding:
         """The decoding the loss needs (anchors, strides, ``scale_x_y``, ``decode_level``), given to
         it when ``build_detector`` builds it."""
         return HeadDecoding(self)
 
-    def decode(self, raws: list[Tensor]) -> tuple[Tensor, Tensor]:
+    def decode(self, raws: list[Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
         """All levels flattened (level, anchor, row, column order) and concatenated.
 
-        Returns boxes ``(B, N, 4)`` xyxy in input pixels and objectness probabilities ``(B, N)``.
+        Returns boxes ``(B, N, 4)`` xyxy in input pixels, objectness probabilities ``(B, N)`` and
+        landmarks ``(B, N, K, 2)`` in input pixels (None when the head predicts no points).
         """
         dec = torch.cat([self.decode_level(r, i).flatten(1, 3) for i, r in enumerate(raws)], 1)
-        return cxcywh_to_xyxy(dec[..., :4]), dec[..., 4].sigmoid()
+        points = dec[..., 5:].unflatten(-1, (self.num_landmarks, 2)) if self.num_landmarks else None
+        return cxcywh_to_xyxy(dec[..., :4]), dec[..., 4].sigmoid(), points
 
 
 class HeadDecoding:
@@ -151,6 +180,12 @@ class HeadDecoding:
     def scale_x_y(self) -> list[float]:
         return self._head.scale_x_y
 
+    @property
+    def num_landmarks(self) -> int:
+        """Points per face the head predicts (0: boxes only)."""
+        return self._head.num_landmarks
+
     def decode_level(self, raw: Tensor, i: int) -> Tensor:
-        """Level ``i``'s raw map -> ``(B, A, H, W, 5)``: cx, cy, w, h (input pixels), objectness logit."""
+        """Level ``i``'s raw map -> ``(B, A, H, W, 5 + 2K)``: cx, cy, w, h (input pixels), objectness
+        logit, then K points ``x, y`` (input pixels)."""
         return self._head.decode_level(raw, i)
