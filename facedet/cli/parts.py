@@ -24,6 +24,7 @@ CONFIG_PLACES = {
     "neck": "model.neck.type",
     "head": "model.head.type",
     "loss": "model.loss.type",
+    "landmark_loss": "model.loss.landmark_loss.type",
     "assigner": "model.loss.assigner.type",
     "postprocessor": "model.postprocess.type",
     "activation": "model.backbone.act, model.neck.act (values)",
