@@ -46,11 +46,15 @@ def ckpt(tmp_path_factory):
     return tiny_run(tmp_path_factory) / "checkpoints" / "best.pt"
 
 
+def export_to_temp(checkpoint, tmp_path_factory, name: str):
+    """facedet-export of ``checkpoint`` into a fresh folder: (the report, the folder)."""
+    out = tmp_path_factory.mktemp(name)
+    return export(export_cfg([f"checkpoint={checkpoint}", f"out={out / 'm.onnx'}"]), out), out
+
+
 @pytest.fixture(scope="module")
 def exported(ckpt, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export")
-    report = export(export_cfg([f"checkpoint={ckpt}", f"out={out / 'm.onnx'}"]), out)
-    return report, out
+    return export_to_temp(ckpt, tmp_path_factory, "export")
 
 
 @needs_export
@@ -133,9 +137,7 @@ def landmark_checkpoint(ckpt, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported_landmarks(landmark_checkpoint, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export_landmarks")
-    report = export(export_cfg([f"checkpoint={landmark_checkpoint}", f"out={out / 'm.onnx'}"]), out)
-    return report, out
+    return export_to_temp(landmark_checkpoint, tmp_path_factory, "export_landmarks")
 
 
 @needs_export
