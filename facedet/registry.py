@@ -31,6 +31,11 @@ def closest(name: str, choices: list[str]) -> str | None:
     return match[0] if match else None
 
 
+def plural(kind: str) -> str:
+    """'loss' -> 'losses', 'backbone' -> 'backbones' (for messages)."""
+    return f"{kind}es" if kind.endswith("s") else f"{kind}s"
+
+
 def _did_you_mean(name: str, choices: list[str]) -> str:
     guess = closest(name, choices)
     return f" Did you mean '{guess}'?" if guess else ""
@@ -67,7 +72,7 @@ class Registry:
             known = sorted(self._items)
             at = f" at '{where}'" if where else ""
             raise ConfigError(
-                f"Unknown {self.kind} '{name}'{at}. Known {self.kind}s: {', '.join(known) or '(none)'}."
+                f"Unknown {self.kind} '{name}'{at}. Known {plural(self.kind)}: {', '.join(known) or '(none)'}."
                 + _did_you_mean(name, known)
             )
         return self._items[name]
@@ -123,7 +128,15 @@ def _registry_for_nested(type_name: str, default: Registry, where: str) -> tuple
     if len(owners) > 1:
         kinds = ", ".join(f"'{r.kind}:{type_name}'" for r in owners)
         raise ConfigError(f"'{type_name}' at '{where}' is ambiguous; write one of {kinds}.")
-    return default, type_name  # default.get raises the unknown-name error with suggestions
+    # Unknown everywhere: report it against the registry the node most likely meant, so the
+    # suggestion comes from the right names ('wings' at model.loss.landmark_loss -> 'wing'): the
+    # registry named like the node's key, else the one holding the closest name, else the parent's.
+    key = where.rsplit(".", 1)[-1].split("[", 1)[0]
+    if key in ALL_REGISTRIES:
+        return ALL_REGISTRIES[key], type_name
+    guess = closest(type_name, [n for r in ALL_REGISTRIES.values() for n in r.names()])
+    near = [r for r in ALL_REGISTRIES.values() if guess in r]
+    return (near[0] if len(near) == 1 else default), type_name  # .get raises the error with suggestions
 
 
 def _to_plain(value: Any) -> Any:
@@ -170,7 +183,7 @@ def build(node: Mapping[str, Any] | DictConfig, registry: Registry, *, where: st
         raise ConfigError(f"'{where}' must be a mapping with a 'type' key, got {type(node).__name__}: {node!r}")
     if "type" not in node:
         raise ConfigError(
-            f"'{where}' has no 'type' key. Known {registry.kind}s: {', '.join(registry.names())}."
+            f"'{where}' has no 'type' key. Known {plural(registry.kind)}: {', '.join(registry.names())}."
         )
     cls = registry.get(str(node["type"]), where=f"{where}.type")
     kwargs = {k: _build_value(v, registry, f"{where}.{k}") for k, v in node.items() if k != "type"}

@@ -162,15 +162,21 @@ def test_landmark_model_exports_its_points_like_pytorch(exported_landmarks, land
     assert max(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, ref, strict=True)) <= TOL
 
 
-def test_in_graph_nms_rows_carry_the_kept_boxes_points(landmark_checkpoint):
+@pytest.mark.parametrize("vote", [0.0, 0.3])
+def test_in_graph_nms_rows_carry_the_kept_boxes_points(landmark_checkpoint, vote):
+    # vote 0.3: the one-step model's neighbouring candidates overlap by up to IoU 0.47, so they vote
     model = spread_scores(load_detector(landmark_checkpoint)[0])
     x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         boxes, scores, points = model.candidates(x)
     thresh = float(scores.median())
-    dets = ExportWrapper(model, nms_in_graph=True, score_thresh=thresh, nms_iou=0.5)(x)
-    ref = NMS(score_thresh=thresh, nms_iou=0.5, max_det=10**6, pre_nms_topk=10**6)(boxes, scores, points)
+    dets = ExportWrapper(model, nms_in_graph=True, score_thresh=thresh, nms_iou=0.5, landmark_vote_iou=vote)(x)
+    ref = NMS(score_thresh=thresh, nms_iou=0.5, max_det=10**6, pre_nms_topk=10**6,
+              landmark_vote_iou=vote)(boxes, scores, points)
+    own = NMS(score_thresh=thresh, nms_iou=0.5, max_det=10**6, pre_nms_topk=10**6)(boxes, scores, points)
     assert dets.shape[1] == 16 and len(dets) > 10
+    moved = sum(int((r["landmarks"] != o["landmarks"]).any(-1).any(-1).sum()) for r, o in zip(ref, own, strict=True))
+    assert (moved > 0) == (vote > 0)  # voting moved some faces' points, and only with voting
     for i, r in enumerate(ref):
         mine = dets[dets[:, 0] == i]
         assert torch.allclose(mine[:, 1:5], r["boxes"]) and torch.allclose(mine[:, 5], r["scores"])
@@ -235,9 +241,11 @@ def test_exported_nms_runs_in_onnxruntime_like_pytorch(which, ckpt, landmark_che
         for image_boxes, image_scores in zip(boxes, scores, strict=True):
             margin, suppressed = nms_decisions(image_boxes, image_scores, thresh, NMS_IOU)
             assert margin > 1e-6 and suppressed > 0, (margin, suppressed)
+    vote = 0.3 if which == "landmarks" else 0.0  # the points voted in the graph, too
     path = export_onnx(model, tmp_path / "nms.onnx", img_size=64, nms_in_graph=True, score_thresh=thresh,
-                       nms_iou=NMS_IOU)
-    report = compare_with_onnxruntime(model, path, shapes, nms_in_graph=True, score_thresh=thresh, nms_iou=NMS_IOU)
+                       nms_iou=NMS_IOU, landmark_vote_iou=vote)
+    report = compare_with_onnxruntime(model, path, shapes, nms_in_graph=True, score_thresh=thresh, nms_iou=NMS_IOU,
+                                      landmark_vote_iou=vote)
     print(report)
     assert report["same_shapes"] and report["boxes_compared"] > 0
     assert report["max_abs_box"] <= TOL and report["max_abs_score"] <= TOL
@@ -245,7 +253,7 @@ def test_exported_nms_runs_in_onnxruntime_like_pytorch(which, ckpt, landmark_che
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (dets,) = session.run(None, {"images": x.numpy()})
     with torch.no_grad():
-        ref = ExportWrapper(model, nms_in_graph=True, score_thresh=thresh, nms_iou=NMS_IOU)(x)
+        ref = ExportWrapper(model, nms_in_graph=True, score_thresh=thresh, nms_iou=NMS_IOU, landmark_vote_iou=vote)(x)
     assert dets.shape == tuple(ref.shape) and len(dets) > 0 and dets.shape[1] == 6 + 2 * model.num_landmarks
     pairs = _paired(ref.numpy(), dets)  # the same boxes, each image's in either order of equal scores
     assert pairs is not None and np.abs(pairs[0] - pairs[1]).max() <= TOL

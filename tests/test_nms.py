@@ -159,3 +159,29 @@ def test_kept_boxes_carry_their_own_landmarks(kind):
         assert torch.equal(p["landmarks"][..., 1], -p["landmarks"][..., 0])
     with pytest.raises(ValueError, match="landmarks"):
         post(boxes, scores, points[:, :10])
+
+
+@pytest.mark.parametrize("kind", ["nms", "diou_nms", "soft_nms"])
+def test_landmark_voting_is_the_score_weighted_mean_of_overlapping_candidates(kind):
+    # A (0.9) and B (0.3) overlap with IoU 0.8; C (0.6) stands apart. Voting at 0.6 gives A's face
+    # (0.9 * 0 + 0.3 * 10) / 1.2 = 2.5 and leaves C's own points; the boxes and scores do not change.
+    boxes = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 8.0], [50.0, 50.0, 60.0, 60.0]]])
+    scores = torch.tensor([[0.9, 0.3, 0.6]])
+    points = torch.tensor([0.0, 10.0, 50.0]).view(1, 3, 1, 1).expand(1, 3, 5, 2)
+    node = {"type": kind, "score_thresh": 0.01, "nms_iou": 0.5}
+    own = build(node, POSTPROCESSORS)(boxes, scores, points)[0]
+    voted = build({**node, "landmark_vote_iou": 0.6}, POSTPROCESSORS)(boxes, scores, points)[0]
+    assert torch.equal(own["boxes"], voted["boxes"]) and torch.equal(own["scores"], voted["scores"])
+    a = (voted["boxes"] == boxes[0, 0]).all(1).nonzero().item()
+    c = (voted["boxes"] == boxes[0, 2]).all(1).nonzero().item()
+    assert torch.equal(own["landmarks"][a], torch.zeros(5, 2))
+    assert torch.allclose(voted["landmarks"][a], torch.full((5, 2), 2.5))
+    assert torch.equal(voted["landmarks"][c], torch.full((5, 2), 50.0))
+    # above the pair's IoU nothing else votes: every face keeps its own points
+    strict = build({**node, "landmark_vote_iou": 0.85}, POSTPROCESSORS)(boxes, scores, points)[0]
+    assert torch.equal(strict["landmarks"], own["landmarks"])
+
+
+def test_landmark_vote_iou_outside_zero_one_is_refused():
+    with pytest.raises(ValueError, match="landmark_vote_iou"):
+        DIoUNMS(landmark_vote_iou=1.5)

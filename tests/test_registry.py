@@ -43,6 +43,25 @@ def test_unknown_name_lists_known_names_and_closest_match():
     assert "'bik'" in msg and "model.thing.type" in msg and "bike" in msg and "Did you mean 'bike'" in msg
 
 
+@pytest.mark.parametrize("where", ["model.thing", "model"])
+def test_a_mistyped_nested_name_is_suggested_from_its_own_registry(where):
+    # 'wheeel' is in no registry: named against the parent's ("Known things: bike") the user would
+    # get no useful suggestion; the closest name anywhere ('wheel') tells which registry was meant
+    with pytest.raises(ConfigError) as e:
+        build({"type": "bike", "frame": "x", "wheels": [{"type": "wheeel"}]}, THINGS, where=where)
+    msg = str(e.value)
+    assert f"Unknown part 'wheeel' at '{where}.wheels[0].type'" in msg and "Did you mean 'wheel'" in msg
+
+
+def test_a_nested_node_named_like_a_registry_is_checked_against_it():
+    import facedet.losses  # noqa: F401  (fills LOSSES and LANDMARK_LOSSES)
+    from facedet.registry import LOSSES
+
+    with pytest.raises(ConfigError, match="Unknown landmark_loss 'wigg' at 'model.loss.landmark_loss.type'. "
+                                          "Known landmark_losses: smooth_l1, wing"):
+        build({"type": "yolo_loss", "landmark_loss": {"type": "wigg"}}, LOSSES, where="model.loss")
+
+
 def test_unknown_key_names_it_and_the_accepted_ones():
     with pytest.raises(ConfigError) as e:
         build({"type": "bike", "frame": "x", "wheels": [], "gaers": 3}, THINGS, where="model.thing")

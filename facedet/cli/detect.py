@@ -23,7 +23,7 @@ def detect(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     """Run ``cfg`` (see configs/detect.yaml); returns what ``detections.json`` holds."""
     from facedet.builders import select_device
     from facedet.inference.detect import run_detection
-    from facedet.inference.predictor import Predictor, load_detector
+    from facedet.inference.predictor import POSTPROCESS_KEYS, Predictor, load_detector
     from facedet.inference.smoothing import BoxSmoother
     from facedet.inference.tta import TTA
 
@@ -34,7 +34,7 @@ def detect(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     device = select_device(str(cfg.device))
     model, train_cfg, which = load_detector(
         cfg.checkpoint, use_ema=cfg.use_ema, device=device, nms=cfg.nms,
-        score_thresh=cfg.score_thresh, nms_iou=cfg.nms_iou, max_det=cfg.max_det,
+        **{k: cfg.get(k) for k in POSTPROCESS_KEYS},
     )
     num_landmarks = int(train_cfg.model.head.get("num_landmarks", 0) or 0)
     if cfg.crops and not num_landmarks:

@@ -59,12 +59,12 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     from facedet.builders import build_dataset, build_eval_spec, eval_settings, select_device
     from facedet.data import build_dataloader
     from facedet.engine.evaluate import evaluate
-    from facedet.inference.predictor import load_detector
+    from facedet.inference.predictor import POSTPROCESS_KEYS, load_detector
 
     device = select_device(str(cfg.device))
     model, train_cfg, which = load_detector(
         cfg.checkpoint, use_ema=cfg.use_ema, device=device, nms=cfg.get("nms"),
-        **{k: cfg[k] for k in ("score_thresh", "nms_iou", "max_det")},
+        **{k: cfg.get(k) for k in POSTPROCESS_KEYS},
     )
     train_cfg.data = val_data(cfg, train_cfg.data)
     if cfg.img_size is not None:
@@ -148,7 +148,8 @@ def format_metrics(m: dict[str, Any]) -> str:
         tta = s.get("tta", {})
         lines.append(f"{s.get('data')} val at {s.get('img_size')} px, {s.get('weights')} weights, TTA {tta.get('mode')}"
                      f" {tta.get('scales')}, {post.get('type')} score>{post.get('score_thresh')} "
-                     f"nms_iou {post.get('nms_iou', post.get('iou_thresh'))} max_det {post.get('max_det')}")
+                     f"nms_iou {post.get('nms_iou', post.get('iou_thresh'))} max_det {post.get('max_det')}"
+                     + (f" landmark_vote_iou {post['landmark_vote_iou']}" if post.get("landmark_vote_iou") else ""))
     lines.append(f"COCO  AP50 {f(m.get('AP50'))}  AP50:95 {f(m.get('AP'))}  AP75 {f(m.get('AP75'))}  "
                  f"AR {f(m.get('AR'))}")
     if "AP50_tiny" in m:

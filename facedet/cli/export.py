@@ -29,8 +29,11 @@ def export(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     path = check_writable(Path(cfg.out) if cfg.out else Path(out_dir) / "model.onnx")  # before the slow part
     model, train_cfg, which = load_detector(cfg.checkpoint, use_ema=cfg.use_ema, device="cpu")
     img_size = int(cfg.img_size or train_cfg.data.img_size)
+    vote = cfg.get("landmark_vote_iou")
+    if vote is None:  # the model config's (0 for a config from before voting)
+        vote = train_cfg.model.postprocess.get("landmark_vote_iou", 0.0)
     kw = {"nms_in_graph": bool(cfg.nms_in_graph), "score_thresh": float(cfg.score_thresh),
-          "nms_iou": float(cfg.nms_iou)}
+          "nms_iou": float(cfg.nms_iou), "landmark_vote_iou": float(vote) if model.num_landmarks else 0.0}
     meta = {"checkpoint": str(cfg.checkpoint), "weights": which, "model": train_cfg.model.get("name", ""),
             "strides": model.strides}
     export_onnx(model, path, img_size=img_size, metadata=meta, optimize=bool(cfg.optimize), **kw)

@@ -19,6 +19,7 @@ from facedet.anchors import check_training_anchors
 from facedet.builders import build_eval_spec, build_loaders, eval_settings, seed_everything, select_device
 from facedet.config_check import validate_train_config
 from facedet.data import innermost_dataset
+from facedet.data.landmark_coverage import check_training_landmarks
 from facedet.engine import distributed as du
 from facedet.engine.data_hooks import build_data_hooks
 from facedet.engine.ema import ModelEMA
@@ -132,10 +133,11 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, world: du.DistI
     info = model_info(model, int(cfg.data.img_size), depth=1)  # also what tools/model_info.py prints
     log.info("model %s on %s: %s\n%s", cfg.model.name, device, info.summary(), info.table())
     if main:
+        records = innermost_dataset(train_loader.dataset).records
         # logs the fit; warns below BPR 0.98, saying why
-        check_training_anchors(innermost_dataset(train_loader.dataset).records, model.anchors,
-                               img_size=int(cfg.data.img_size), anchor_iou=model.anchor_iou,
+        check_training_anchors(records, model.anchors, img_size=int(cfg.data.img_size), anchor_iou=model.anchor_iou,
                                min_face_size=float(cfg.aug.get("min_face_size") or 0), data_name=str(cfg.data.name))
+        check_training_landmarks(records, model.num_landmarks, data_name=str(cfg.data.name))
     model = _sync_bn(model, device, enabled=bool(t.get("sync_bn", False)) and world.enabled)
     accumulate, wd_scale = accumulation(int(t.batch_size), int(t.get("nominal_batch_size", 0)))
     if accumulate > 1 or wd_scale != 1.0:

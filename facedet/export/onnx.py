@@ -12,7 +12,10 @@ value 128 as facedet's data pipeline does (H and W multiples of 32, any size). O
   for the candidates scoring above ``score_thresh`` that survive plain IoU NMS at ``nms_iou`` (the
   IoU above which the lower-scoring of two boxes is suppressed), per image, sorted by
   descending score; a landmark model's rows have ``2K`` more columns, ``(M, 6 + 2K)``: the kept
-  box's points ``x1, y1, ..., xK, yK`` after the score (one output, so rows cannot be misaligned).
+  box's points ``x1, y1, ..., xK, yK`` after the score (one output, so rows cannot be misaligned);
+  with ``landmark_vote_iou`` > 0 (the model config's ``postprocess.landmark_vote_iou`` by default)
+  they are voted in the graph as ``facedet.postprocess.vote_landmarks`` votes them, over the
+  candidates above ``score_thresh``.
   The in-graph NMS is ``torchvision.ops.nms``, which becomes ONNX's ``NonMaxSuppression``; images
   of a batch are kept apart by offsetting their boxes (as ``torchvision.ops.batched_nms`` does).
   DIoU-NMS and soft-NMS are loops over kept boxes with no ONNX operator, and ``pre_nms_topk`` /
@@ -38,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torchvision.ops import nms
+from torchvision.ops import box_iou, nms
 
 from facedet.data.transforms import check_img_size
 from facedet.registry import ConfigError
@@ -53,12 +56,13 @@ class ExportWrapper(nn.Module):
     """The detector as exported: its candidates (and optionally NMS) inside ``forward``."""
 
     def __init__(self, model: nn.Module, *, nms_in_graph: bool = False, score_thresh: float = 0.25,
-                 nms_iou: float = 0.5) -> None:
+                 nms_iou: float = 0.5, landmark_vote_iou: float = 0.0) -> None:
         super().__init__()
         self.model = model
         self.nms_in_graph = nms_in_graph
         self.score_thresh = float(score_thresh)
         self.nms_iou = float(nms_iou)
+        self.landmark_vote_iou = float(landmark_vote_iou)
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...] | Tensor:
         boxes, scores, landmarks = self.model.candidates(images)
@@ -80,7 +84,13 @@ class ExportWrapper(nn.Module):
         kept = kept[torch.argsort(batch_index[kept] * kept.numel() + rank)]
         columns = [batch_index[kept, None].to(flat_boxes.dtype), flat_boxes[kept], flat_scores[kept, None]]
         if landmarks is not None:  # each kept box's 2K point coordinates ride along after its score
-            columns.append(landmarks.reshape(b * n, -1)[keep][kept])
+            points = landmarks.reshape(b * n, -1)[keep]
+            if self.landmark_vote_iou > 0:  # vote_landmarks; the offsets keep other images' boxes at IoU 0
+                shifted = flat_boxes + offset[:, None]
+                w = (box_iou(shifted[kept], shifted) >= self.landmark_vote_iou).to(points.dtype) * flat_scores
+                columns.append((w / w.sum(1, keepdim=True)) @ points)
+            else:
+                columns.append(points[kept])
         return torch.cat(columns, 1)
 
 
@@ -112,6 +122,7 @@ def export_onnx(
     nms_in_graph: bool = False,
     score_thresh: float = 0.25,
     nms_iou: float = 0.5,
+    landmark_vote_iou: float = 0.0,
     metadata: Mapping[str, Any] | None = None,
     optimize: bool = True,
 ) -> Path:
@@ -120,7 +131,8 @@ def export_onnx(
 
     path = check_writable(path)
     check_img_size(img_size)
-    wrapper = ExportWrapper(model, nms_in_graph=nms_in_graph, score_thresh=score_thresh, nms_iou=nms_iou).eval()
+    wrapper = ExportWrapper(model, nms_in_graph=nms_in_graph, score_thresh=score_thresh, nms_iou=nms_iou,
+                            landmark_vote_iou=landmark_vote_iou).eval()
     example = torch.rand(2, 3, img_size, img_size)
     dim = torch.export.Dim
     dynamic = {"images": {0: dim("batch", min=1, max=4096), 2: dim.DYNAMIC, 3: dim.DYNAMIC}}
@@ -136,6 +148,8 @@ def export_onnx(
             "nms": "onnx NonMaxSuppression (IoU)" if nms_in_graph else "none",
             "score_thresh": score_thresh if nms_in_graph else None, "nms_iou": nms_iou if nms_in_graph else None,
             "num_landmarks": model.num_landmarks}
+    if nms_in_graph and model.num_landmarks:
+        meta["landmark_vote_iou"] = landmark_vote_iou
     if model.num_landmarks:
         meta["landmark_order"] = LANDMARK_ORDER
     meta |= dict(metadata or {})
@@ -200,6 +214,7 @@ def compare_with_onnxruntime(
     nms_in_graph: bool = False,
     score_thresh: float = 0.25,
     nms_iou: float = 0.5,
+    landmark_vote_iou: float = 0.0,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Run the ONNX file in onnxruntime and the PyTorch model on the same synthetic face images of
@@ -209,7 +224,8 @@ def compare_with_onnxruntime(
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    wrapper = ExportWrapper(model, nms_in_graph=nms_in_graph, score_thresh=score_thresh, nms_iou=nms_iou).eval()
+    wrapper = ExportWrapper(model, nms_in_graph=nms_in_graph, score_thresh=score_thresh, nms_iou=nms_iou,
+                            landmark_vote_iou=landmark_vote_iou).eval()
     report: dict[str, Any] = {"shapes": [list(s) for s in shapes], "max_abs_box": 0.0, "max_abs_score": 0.0,
                               "same_shapes": True, "boxes_compared": 0}
     if model.num_landmarks:

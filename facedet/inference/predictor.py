@@ -21,13 +21,13 @@ from facedet.inference.tta import TTA, predict_with_tta
 from facedet.registry import POSTPROCESSORS, ConfigError, closest
 from facedet.structures import boxes_to_original, empty_sample_arrays
 
-POSTPROCESS_KEYS = ("score_thresh", "nms_iou", "max_det")
+POSTPROCESS_KEYS = ("score_thresh", "nms_iou", "max_det", "landmark_vote_iou")
 
 
 def override_postprocess(model_cfg: DictConfig, *, nms: str | None = None, **values: Any) -> None:
     """Set the NMS variant (``diou_nms``, ``nms``, ``soft_nms``) and thresholds (``score_thresh``,
-    ``nms_iou``, ``max_det``) of a model config in the new form (``upgrade_model_config``) in place;
-    ``None`` leaves a value as configured."""
+    ``nms_iou``, ``max_det``, ``landmark_vote_iou``) of a model config in the new form
+    (``upgrade_model_config``) in place; ``None`` leaves a value as configured."""
     import facedet.postprocess  # noqa: F401  (registers the NMS family)
 
     post = model_cfg.postprocess

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from facedet.postprocess.nms import _NMSBase, detections
+from facedet.postprocess.nms import _NMSBase
 from facedet.registry import POSTPROCESSORS
 
 SOFT_NMS_METHODS = ("gaussian", "linear")
@@ -36,9 +36,11 @@ class SoftNMS(_NMSBase):
         nms_iou: float = 0.6,
         max_det: int = 300,
         pre_nms_topk: int = 3000,
+        landmark_vote_iou: float = 0.0,
     ) -> None:
         # the arguments are spelled out (not **kwargs) so the registry can name a mistyped key
-        super().__init__(score_thresh=score_thresh, nms_iou=nms_iou, max_det=max_det, pre_nms_topk=pre_nms_topk)
+        super().__init__(score_thresh=score_thresh, nms_iou=nms_iou, max_det=max_det, pre_nms_topk=pre_nms_topk,
+                         landmark_vote_iou=landmark_vote_iou)
         if method not in SOFT_NMS_METHODS:
             raise ValueError(f"soft_nms method must be one of {SOFT_NMS_METHODS}, got {method!r}")
         if sigma <= 0:
@@ -69,4 +71,4 @@ class SoftNMS(_NMSBase):
             alive &= live > self.score_thresh
         idx = torch.tensor(kept, dtype=torch.int64, device=boxes.device)
         out_scores = torch.stack(kept_scores) if kept_scores else scores.new_zeros(0)
-        return detections(boxes, out_scores, idx, landmarks)
+        return self.finish(boxes, scores, landmarks, idx, out_scores)
