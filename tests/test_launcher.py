@@ -71,6 +71,46 @@ def test_slurm_sweep_is_an_array_of_one_gpu_jobs():
     assert "torch_distributed" in hydra.callbacks
 
 
+def _sbatch(monkeypatch, tmp_path: Path, name: str, *overrides: str, jobs: int = 1) -> str:
+    """The sbatch script submitit would write for ``hydra/launcher=<name>`` and ``jobs`` sweep points,
+    with the launcher's parameters passed as the plugin's ``launch`` passes them (a fake ``srun`` on
+    PATH stands in for the cluster; nothing is submitted)."""
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+    from omegaconf import OmegaConf
+
+    (tmp_path / "srun").write_text("#!/bin/sh\n")
+    (tmp_path / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"hydra/launcher={name}", f"hydra.sweep.dir={tmp_path}",
+                                                      "hydra.job.name=train", *overrides], return_hydra_config=True)
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    del params["_target_"]
+    executor = submitit.AutoExecutor(cluster="slurm", folder=params.pop("submitit_folder"),
+                                     slurm_max_num_timeout=params.pop("max_num_timeout"))
+    base = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
+    if jobs > 1:
+        executor._executor.parameters["map_count"] = jobs  # what map_array sets for a job array
+    return executor._executor._make_submission_file_text("python -u -m submitit.core._submit", "uid")
+
+
+def test_slurm_train_sbatch(monkeypatch, tmp_path):
+    text = _sbatch(monkeypatch, tmp_path, "slurm_train", "hydra.launcher.partition=gpu", "hydra.launcher.account=lab")
+    for line in ("--nodes=2", "--ntasks-per-node=8", "--gpus-per-node=8", "--cpus-per-task=8", "--time=1440",
+                 "--partition=gpu", "--account=lab", "--signal=USR2@300", "--job-name=train"):
+        assert f"#SBATCH {line}\n" in text, line
+    assert "--array" not in text and "srun" in text
+
+
+def test_slurm_sweep_sbatch_is_an_array(monkeypatch, tmp_path):
+    text = _sbatch(monkeypatch, tmp_path, "slurm_sweep", jobs=12)
+    for line in ("--array=0-11%8", "--nodes=1", "--ntasks-per-node=1", "--gpus-per-node=1", "--time=600"):
+        assert f"#SBATCH {line}\n" in text, line
+    assert "--partition" not in text and "--account" not in text  # null: the cluster's defaults
+
+
 @pytest.mark.parametrize(("name", "tasks"), [("local", 1), ("local_ddp", 2)])
 def test_local_variants(name, tasks):
     hydra = _launcher(name)
