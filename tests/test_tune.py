@@ -195,6 +195,15 @@ def test_a_metric_the_evaluation_does_not_produce_is_an_error_after_the_first_ev
     assert len(train.runs) == 1
 
 
+@pytest.mark.parametrize("sampler", [{"type": "nsga2", "seed": 0, "population_size": 2}, {"type": "tpe", "seed": 0,
+                                     "n_startup_trials": 2}, {"type": "random", "seed": 0}])
+def test_each_sampler_drives_a_study_within_the_space(tmp_path, composer, sampler):
+    train = FakeTrain(curve=lambda call, epoch: 0.1 * call)
+    out = run_study(settings(n_trials=5, sampler=sampler), composer=composer, study_dir=tmp_path, train_fn=train)
+    assert [t.state.name for t in out.study.trials] == ["COMPLETE"] * 5
+    assert all(1e-4 <= r["lr"] <= 1e-2 and r["mosaic_p"] in (0.0, 1.0) for r in train.runs)
+
+
 def test_samplers_and_pruners_by_name_with_clear_errors():
     from facedet.tune import build_pruner, build_sampler
 
@@ -239,9 +248,9 @@ def _collate():
 def test_one_real_tiny_trial_trains_reports_and_writes_its_run_directory(tmp_path, composer):
     from facedet.engine.run import run_training
 
-    tiny = [f"data.root={tmp_path / 'syn'}", "data.num_train=16", "data.num_val=4", "data.img_size=64",
+    tiny = [f"data.root={tmp_path / 'syn'}", "data.num_train=8", "data.num_val=2", "data.img_size=64",
             "train.epochs=2", "train.eval_interval=1", "train.num_workers=0", "train.tensorboard=false",
-            "train.vis_images=0", "train.batch_size=8"]
+            "train.vis_images=0", "train.batch_size=8", "eval.pr_curve=false"]
     s = settings(n_trials=1, trial_overrides=tiny, params={"optim.lr": {"type": "float", "low": 1e-3, "high": 2e-3}})
     out = run_study(s, composer=composer, study_dir=tmp_path / "study", train_fn=run_training)
     trial = out.study.trials[0]
@@ -252,3 +261,64 @@ def test_one_real_tiny_trial_trains_reports_and_writes_its_run_directory(tmp_pat
     assert trial.value == max(h["AP50"] for h in metrics["history"])
     assert OmegaConf.load(run_dir / "config.yaml").optim.lr == trial.params["optim.lr"]
     assert (run_dir / "checkpoints" / "last.pt").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONFIG_DIR / "hparams_search").glob("*.yaml")))
+def test_every_search_config_parses_and_its_space_composes(name, composer):
+    from facedet.tune import check_space, parse_settings, parse_space
+
+    s = parse_settings(OmegaConf.load(CONFIG_DIR / "hparams_search" / f"{name}.yaml"))
+    assert s.study_name == name
+    params = parse_space(s.params)
+    groups = check_space(composer, s.base_overrides, params)
+    assert groups <= {"aug"} and len(params) >= 3
+    if s.best_experiment:
+        assert s.best_experiment == f"experiment/tuned/{name}.yaml"
+    from facedet.evaluation.coco import COCOEvaluator
+    from facedet.evaluation.landmarks import LandmarkEvaluator
+
+    assert s.metric in COCOEvaluator.metric_names + LandmarkEvaluator.metric_names  # a key metrics.json holds
+    assert (s.direction == "minimize") == s.metric.startswith("NME")
+
+
+def test_the_tool_reports_a_bad_setting_in_one_line_with_status_2(tmp_path, capsys, monkeypatch):
+    from facedet.cli import tune
+
+    monkeypatch.setattr(sys, "argv", ["facedet-tune"])  # Hydra reads sys.argv: restored afterwards
+    with pytest.raises(SystemExit) as e:
+        tune.main(["hparams_search=synthetic", "hparams_search.sampler.type=nsga3", f"hydra.run.dir={tmp_path}"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert "facedet: error: hparams_search.sampler.type must be one of" in err and "Did you mean 'nsga2'" in err
+
+
+@pytest.mark.slow
+def test_the_synthetic_search_runs_six_real_trials_and_prunes_with_what_training_measured(tmp_path, composer):
+    import dataclasses
+
+    from facedet.engine.run import run_training
+    from facedet.tune import parse_settings
+
+    s = parse_settings(OmegaConf.load(CONFIG_DIR / "hparams_search" / "synthetic.yaml"))
+    own_data = [f"data.root={tmp_path / 'syn'}" if o.startswith("data.root=") else o for o in s.trial_overrides]
+    s = dataclasses.replace(s, trial_overrides=own_data)
+    configs = tmp_path / "configs"
+    out = run_study(s, composer=composer, study_dir=tmp_path / "study", train_fn=run_training,
+                    best_paths=[configs / "experiment" / "tuned" / "synthetic.yaml"])
+    trials = out.study.trials
+    epochs = int(next(o.split("=")[1] for o in s.trial_overrides if o.startswith("train.epochs=")))
+    assert s.n_trials >= 6 and [t.state.name for t in trials].count("FAIL") == 0 and len(trials) == s.n_trials
+    for t in trials:
+        metrics = json.loads((Path(t.user_attrs["run_dir"]) / "metrics.json").read_text())
+        history = {h["epoch"]: h["AP50"] for h in metrics["history"]}
+        assert t.intermediate_values == history  # every evaluation was reported, none invented
+        if t.state.name == "COMPLETE":
+            assert t.value == max(history.values()) and max(history) == epochs
+        else:  # PRUNED: stopped cleanly after the evaluation that was pruned, checkpoint saved
+            assert max(history) < epochs and metrics["interrupted"] == "pruned"
+            assert metrics["epochs_done"] == max(history)
+            assert (Path(t.user_attrs["run_dir"]) / "checkpoints" / "last.pt").is_file()
+    user = hydra_composer(str(CONFIG_DIR))
+    check_experiment(lambda o: user([f"hydra.searchpath=[file://{configs}]", *o]), "tuned/synthetic",
+                     out.best.params, out.groups)
+    assert {p.name for p in out.plots} >= {"optimization_history.html", "parallel_coordinate.html"}

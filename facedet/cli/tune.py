@@ -9,6 +9,7 @@ written as an experiment file and the command that trains it is printed.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def _tune(cfg: DictConfig) -> float | None:
         print(f"facedet: pictures: {study_dir / 'plots'} ({', '.join(p.name for p in outcome.plots)})")
     if outcome.interrupted:
         print(f"facedet: interrupted; the unfinished trial runs again on resume. Resume with the same command: "
-              f"python tools/tune.py {' '.join(sys.argv[1:])}", file=sys.stderr)
+              f"python tools/tune.py {shlex.join(sys.argv[1:])}", file=sys.stderr)
         sys.exit(130)
     return None if outcome.best is None else float(outcome.best.value)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import io
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from facedet.tune.space import Param
 
 log = logging.getLogger(__name__)
 
-CSV_FIELDS = ("number", "state", "value", "params", "run_dir")
+CSV_FIELDS = ("number", "state", "value", "params", "run_dir", "epochs_reported", "seconds")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -34,15 +35,18 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def write_trials_csv(study: optuna.Study, path: Path) -> None:
-    """One row per trial: number, state, value, params (JSON), run_dir."""
-    import io
-
+    """One row per trial: number, state, value, params (JSON), run_dir, the epochs it reported (a pruned
+    trial stops early) and its wall time."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
     writer.writeheader()
     for t in study.get_trials(deepcopy=False):
+        ended = t.datetime_complete is not None and t.datetime_start is not None
+        seconds = round((t.datetime_complete - t.datetime_start).total_seconds(), 1) if ended else ""
         writer.writerow({"number": t.number, "state": t.state.name, "value": "" if t.value is None else t.value,
-                         "params": json.dumps(t.params, sort_keys=True), "run_dir": t.user_attrs.get("run_dir", "")})
+                         "params": json.dumps(t.params, sort_keys=True), "run_dir": t.user_attrs.get("run_dir", ""),
+                         "epochs_reported": " ".join(map(str, sorted(t.intermediate_values))),
+                         "seconds": seconds})
     _write_atomic(path, out.getvalue())
 
 
@@ -59,10 +63,11 @@ def best_experiment_text(trial: optuna.trial.FrozenTrial, *, params: Sequence[Pa
     experiment and the group choices, then the values. The trials' own overrides (shorter runs) are
     left out: this is the recipe at full length."""
     defaults: list[Any] = [f"/experiment/{experiment}"] if experiment else []
-    defaults += [{f"override /{p.key}": trial.params[p.key]} for p in params if p.key in groups]
+    searched = [p for p in params if p.key in trial.params]  # a study resumed with a changed space may lack some
+    defaults += [{f"override /{p.key}": trial.params[p.key]} for p in searched if p.key in groups]
     defaults.append("_self_")
     body = OmegaConf.create({"defaults": defaults, "name": f"{study_name}-tuned"})
-    for p in params:
+    for p in searched:
         if p.key not in groups:
             OmegaConf.update(body, p.key, trial.params[p.key], force_add=True)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from facedet.registry import ConfigError
@@ -56,7 +57,7 @@ def make_storage(url: str, settings: SearchSettings) -> optuna.storages.BaseStor
             retry = (retry_cls or optuna.storages.RetryFailedTrialCallback)(max_retry=2)
             return optuna.storages.RDBStorage(url, heartbeat_interval=settings.heartbeat_interval,
                                               grace_period=settings.grace_period, **{callback_arg: retry})
-    except (ImportError, ValueError, optuna.exceptions.StorageInternalError) as e:
+    except (ImportError, ValueError, sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
         raise ConfigError(f"hparams_search.storage '{url}': {e}") from e
 
 
