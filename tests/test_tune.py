@@ -171,6 +171,24 @@ def test_minimize_keeps_the_lowest_evaluation(tmp_path, composer):
     assert out.best.value == pytest.approx(0.2)
 
 
+def test_a_diverged_trial_fails_alone_and_too_many_failures_stop_the_run(tmp_path, composer):
+    from facedet.engine.trainer import TrainingDiverged
+
+    class Diverging(FakeTrain):
+        def __call__(self, cfg, run_dir, **kwargs):
+            result = super().__call__(cfg, run_dir, **kwargs)
+            if len(self.runs) == 1:
+                raise TrainingDiverged("loss is NaN")
+            return result
+
+    out = run_study(settings(), composer=composer, study_dir=tmp_path / "a", train_fn=Diverging(),
+                    catch=(TrainingDiverged,))
+    assert [t.state.name for t in out.study.trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    out = run_study(settings(max_failures=0), composer=composer, study_dir=tmp_path / "b", train_fn=Diverging(),
+                    catch=(TrainingDiverged,))
+    assert [t.state.name for t in out.study.trials] == ["FAIL"] and not out.interrupted
+
+
 @pytest.mark.parametrize("params, words", [
     ({"optim.lrr": {"type": "float", "low": 1e-4, "high": 1e-2}},
      ["hparams_search.params.optim.lrr", "has no key 'optim.lrr'", "Did you mean 'optim.lr'"]),
