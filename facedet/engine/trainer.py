@@ -264,6 +264,13 @@ class Trainer(TrainerState):
         return batch | {"images": images, "targets": targets}
 
     # ------------------------------------------------------------------ stopping
+    def request_stop(self, reason: str) -> None:
+        """Stop at the next clean point, as SIGTERM does: the next optimizer step, or the end of this
+        epoch's ``after_epoch`` hooks (so the checkpoint hook still saves the epoch); then
+        ``interrupted`` is ``reason``. For hooks that end a run early (a tuning pruner)."""
+        if self._stop.requested is None:
+            self._stop.requested = reason
+
     def _agree_to_stop(self) -> bool:
         """Collective under DDP (call it on every rank); free in a single process."""
         stop = self._stop.requested is not None
