@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=100, help="val photos per pass")
     ap.add_argument("--runs", type=int, default=5, help="timed passes (after one warm-up pass)")
     ap.add_argument("--val-dir", default=str(VAL))
+    ap.add_argument("--landmark-vote-iou", type=float, default=None,
+                    help="override the checkpoint's postprocess.landmark_vote_iou (0: no voting)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print_header()
@@ -39,7 +41,7 @@ def main() -> None:
     from facedet.data.dataset import load_image
     from facedet.inference.predictor import Predictor, load_detector
 
-    model, train_cfg, which = load_detector(args.checkpoint, device="cpu")
+    model, train_cfg, which = load_detector(args.checkpoint, device="cpu", landmark_vote_iou=args.landmark_vote_iou)
     predictor = Predictor(model, img_size=int(train_cfg.data.img_size))
     paths = sorted(Path(args.val_dir).glob("*.jpg"))[: args.images]
     if not paths:
@@ -54,7 +56,9 @@ def main() -> None:
             per_image.append((time.perf_counter() - t0) / len(images))
     q1, med, q3 = statistics.quantiles(per_image, n=4) if len(per_image) > 1 else (per_image[0],) * 3
     print(f"{args.checkpoint} ({train_cfg.model.name}, {which} weights, {train_cfg.data.img_size} px, "
-          f"{model.num_landmarks} points): {1 / med:.1f} img/s on {args.threads} thread(s) "
+          f"{model.num_landmarks} points, landmark_vote_iou "
+          f"{train_cfg.model.postprocess.get('landmark_vote_iou', 0.0)}): {1 / med:.1f} img/s on "
+          f"{args.threads} thread(s) "
           f"({1 / q3:.1f}-{1 / q1:.1f} over {args.runs} passes of {len(images)} photos)")
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,19 @@ class GroundTruth:
     orig_size: tuple[int, int]
     boxes: np.ndarray
     ignore: np.ndarray
+
+
+DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_distributed_env() -> Iterator[None]:
+    """Fail the test that leaves torch.distributed variables changed: every later in-process training
+    would take them for a multi-process job and wait for a rendezvous that never comes."""
+    before = {k: os.environ.get(k) for k in DIST_VARS}
+    yield
+    after = {k: os.environ.get(k) for k in DIST_VARS}
+    assert after == before, f"the test changed torch.distributed variables: {before} -> {after}"
 
 
 @pytest.fixture

@@ -47,7 +47,11 @@ def _launcher(name: str):
 def clean_env(monkeypatch):
     """No torch.distributed or submitit variables; whatever the test sets is undone afterwards."""
     for key in (*slurm_env.TORCH_VARS, *SLURM_JOB, "SUBMITIT_LOCAL_GLOBALID"):
-        monkeypatch.delenv(key, raising=False)
+        # set, then delete: monkeypatch records only what it changes, and a variable that was absent
+        # must be absent again after the test (export_torch_env sets RANK, WORLD_SIZE ... directly;
+        # left behind, they made every later in-process training wait for a 16-process rendezvous)
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
     return monkeypatch
 
 
