@@ -41,9 +41,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torchvision.ops import box_iou, nms
+from torchvision.ops import nms
 
 from facedet.data.transforms import check_img_size
+from facedet.postprocess.nms import vote_landmarks
 from facedet.registry import ConfigError
 
 log = logging.getLogger(__name__)
@@ -85,10 +86,11 @@ class ExportWrapper(nn.Module):
         columns = [batch_index[kept, None].to(flat_boxes.dtype), flat_boxes[kept], flat_scores[kept, None]]
         if landmarks is not None:  # each kept box's 2K point coordinates ride along after its score
             points = landmarks.reshape(b * n, -1)[keep]
-            if self.landmark_vote_iou > 0:  # vote_landmarks; the offsets keep other images' boxes at IoU 0
+            if self.landmark_vote_iou > 0:  # the offsets keep other images' boxes at IoU 0
                 shifted = flat_boxes + offset[:, None]
-                w = (box_iou(shifted[kept], shifted) >= self.landmark_vote_iou).to(points.dtype) * flat_scores
-                columns.append((w / w.sum(1, keepdim=True)) @ points)
+                voted = vote_landmarks(shifted[kept], shifted, flat_scores, points.unflatten(1, (-1, 2)),
+                                       self.landmark_vote_iou)
+                columns.append(voted.flatten(1))
             else:
                 columns.append(points[kept])
         return torch.cat(columns, 1)
