@@ -26,6 +26,7 @@ CONFIG_PLACES = {
     "loss": "model.loss.type",
     "landmark_loss": "model.loss.landmark_loss.type",
     "assigner": "model.loss.assigner.type",
+    "objectness_miner": "model.loss.obj_mining.type",
     "postprocessor": "model.postprocess.type",
     "activation": "model.backbone.act, model.neck.act (values)",
     "pool": "model.neck.spp (value)",

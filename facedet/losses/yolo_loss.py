@@ -12,6 +12,14 @@ Per level, cells are one of three kinds:
   towards background).
 Positives win over both masks.
 
+With ``obj_mining`` (an ``OBJECTNESS_MINERS`` entry, e.g. ``ohem``) the ``ignore_iou`` mask is not
+used: the miner picks which negatives count (``facedet/losses/objectness.py``).
+
+``box_weight_by_size`` multiplies each positive's ``1 - CIoU`` by YOLOv3's ``2 - w * h`` (the face's
+width and height as fractions of the input's), so small boxes weigh up to twice as much; the
+weighted terms are averaged over the number of positives, not over the weights' sum, as YOLOv3
+scales each box's term without renormalising: a box covering the image keeps today's weight.
+
 Objectness is averaged over the non-masked cells of each level and weighted by ``balance[level]``
 (small faces live on the fine levels, which have many more cells). The total is multiplied by the
 batch size, YOLOv5's convention, so the gradient does not shrink as the batch grows.
@@ -37,6 +45,7 @@ from torch import Tensor
 
 from facedet.assign import LevelAssignment
 from facedet.losses.iou import ciou
+from facedet.losses.objectness import ObjectnessMiner, assigned_cells, mined_objectness
 from facedet.losses.targets import landmarks_to_tensor, max_iou_per_image, pad_per_image, targets_to_tensor
 from facedet.registry import LOSSES
 from facedet.structures import Target, cxcywh_to_xyxy
@@ -88,6 +97,8 @@ class YOLOLoss:
     ``obj_iou_target``: objectness target at positives is the CIoU (True) or 1 (False).
     ``landmark_loss``: a built ``LANDMARK_LOSSES`` entry (``{type: wing}``), required when the head
     predicts points and refused when it does not; ``landmark_weight``: its term's weight.
+    ``box_weight_by_size``: weight each box term by ``2 - w * h`` (module docstring); ``obj_mining``:
+    a built ``OBJECTNESS_MINERS`` entry (``{type: ohem}``) replacing the ``ignore_iou`` mask, or None.
     Options that do not fit the decoder (a ``balance`` length other than its number of levels,
     ``near_cells`` without ``scale_x_y`` 2, a landmark loss without landmark outputs or the reverse)
     are a ValueError here, so a config error at build time.
@@ -105,6 +116,8 @@ class YOLOLoss:
         obj_iou_target: bool = True,
         landmark_loss: LandmarkLoss | None = None,
         landmark_weight: float = 0.05,
+        box_weight_by_size: bool = False,
+        obj_mining: ObjectnessMiner | None = None,
     ) -> None:
         if not callable(assigner):
             raise TypeError(
@@ -125,6 +138,15 @@ class YOLOLoss:
             )
         self.landmark_loss = landmark_loss
         self.landmark_weight = float(landmark_weight)
+        if not isinstance(box_weight_by_size, bool):
+            raise TypeError(f"box_weight_by_size must be true or false, got {box_weight_by_size!r}")
+        self.box_weight_by_size = box_weight_by_size
+        if obj_mining is not None and not callable(obj_mining):
+            raise TypeError(
+                f"obj_mining must be null or a built objectness miner (a config node with 'type', e.g. "
+                f"{{type: ohem}}), got {obj_mining!r}"
+            )
+        self.obj_mining = obj_mining
         self._check_decoder()
 
     def _check_decoder(self) -> None:
@@ -172,7 +194,9 @@ class YOLOLoss:
         assignments = self.assigner(tcat, self.decoder.anchors, self.decoder.strides, grid_shapes)
 
         box_terms: list[Tensor] = []
+        size_weights: list[Tensor] = []
         point_terms: list[Tensor] = []
+        mining: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])  # BCE, candidates, positives
         loss_obj = raws[0].new_zeros((), dtype=torch.float32)
         for i, (raw, asg) in enumerate(zip(raws, assignments, strict=True)):
             dec = self.decoder.decode_level(raw.float(), i)  # (B, A, H, W, 5 + 2K), fp32 even under autocast
@@ -181,11 +205,16 @@ class YOLOLoss:
             ignored = tcat[asg.t, 5] > 0
             pb, pa, pgy, pgx, pt = (x[~ignored] for x in asg)
 
-            weight = self._objectness_mask(dec, gt_boxes, gt_valid, asg, ignored)
+            if self.obj_mining is None:
+                weight = self._objectness_mask(dec, gt_boxes, gt_valid, asg, ignored)
 
             # Positive boxes; with no positives these are empty and still carry a gradient path.
             c = ciou(cxcywh_to_xyxy(dec[pb, pa, pgy, pgx, :4]), tcat[pt, 1:5])
             box_terms.append(1.0 - c)
+            if self.box_weight_by_size:
+                wh = tcat[pt, 3:5] - tcat[pt, 1:3]  # input pixels; the input is the grid times the stride
+                stride = float(self.decoder.strides[i])
+                size_weights.append(2.0 - (wh[:, 0] / (w * stride)) * (wh[:, 1] / (h * stride)))
             if t_points is not None:
                 point_terms.append(self._point_losses(dec[pb, pa, pgy, pgx, 5:], t_points[pt], pa, i))
 
@@ -196,11 +225,21 @@ class YOLOLoss:
             tobj.view(-1).scatter_reduce_(0, flat, val.to(tobj.dtype), reduce="amax")
 
             bce = F.binary_cross_entropy_with_logits(logit, tobj, reduction="none")
-            wf = weight.to(bce.dtype)
-            loss_obj = loss_obj + self.balance[i] * (bce * wf).sum() / wf.sum().clamp(min=1.0)
+            if self.obj_mining is None:
+                wf = weight.to(bce.dtype)
+                loss_obj = loss_obj + self.balance[i] * (bce * wf).sum() / wf.sum().clamp(min=1.0)
+            else:  # the miner chooses over all levels at once, after the loop
+                for kept, x in zip(mining, (bce, *assigned_cells(logit.shape, asg, ignored, device)), strict=True):
+                    kept.append(x)
 
+        if self.obj_mining is not None:
+            loss_obj = mined_objectness(self.obj_mining, *mining, self.balance)
         box = torch.cat(box_terms)
-        loss_box = self.box_weight * box.sum() / max(box.numel(), 1)
+        if self.box_weight_by_size:
+            box_sum = (box * torch.cat(size_weights).to(box.dtype)).sum()
+        else:
+            box_sum = box.sum()
+        loss_box = self.box_weight * box_sum / max(box.numel(), 1)
         loss_obj = self.obj_weight * loss_obj
         if t_points is None:
             out = {"loss_box": loss_box, "loss_obj": loss_obj, "loss": (loss_box + loss_obj) * bsz}
