@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 PLACE_TRIES = 20  # random places tried per face before it is skipped (a crowded image)
 SOURCE_TRIES = 8  # draws of a bank face from another image before the paste is skipped
-MAX_PAD_FRACTION = 0.5  # a place more than half covered by the canvas grey is refused
+MAX_PAD_FRACTION = 0.25  # a place more than a quarter on the canvas grey is refused (a face on flat grey)
 
 
 def _range(key: str, value: Any, *, integer: bool, lowest: float) -> tuple[float, float]:
