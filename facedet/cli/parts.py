@@ -33,7 +33,7 @@ CONFIG_PLACES = {
     "dataset": "data.train.type, data.val.type",
     "reader": "data.train.type, data.val.type (read by the dataset of that name)",
     "transform": "aug.train[].type, aug.val[].type",
-    "dataset_wrapper": "aug.mosaic, aug.mixup (the key is the name)",
+    "dataset_wrapper": "aug.oversample, aug.mosaic, aug.copy_paste, aug.mixup (the key is the name)",
     "evaluator": "eval.evaluators.<key>.type",
     "optimizer": "optim.type",
     "schedule": "schedule.type",

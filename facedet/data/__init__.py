@@ -1,10 +1,10 @@
-"""Data: readers (one per label format), transforms and augmentations, data sets and their mosaic /
-mixup wrappers, the loader and a synthetic set.
+"""Data: readers (one per label format), transforms and augmentations, data sets and their wrappers
+(oversample, mosaic, copy-paste, mixup), the loader and a synthetic set.
 
 Importing this package registers the ``READERS`` (wider_txt, retinaface_txt, coco_json, voc_xml,
 yolo_txt, synthetic) with one ``DATASETS`` entry each (all build a ``FaceDataset``), the
-``DATASET_WRAPPERS`` (mosaic, mixup) and the ``TRANSFORMS`` (letterbox, hflip, hsv, to_tensor,
-min_face_size, affine, scale_crop, brightness_contrast, blur, noise, equalize, cutout).
+``DATASET_WRAPPERS`` (oversample, mosaic, copy_paste, mixup) and the ``TRANSFORMS`` (letterbox, hflip,
+hsv, to_tensor, min_face_size, affine, scale_crop, brightness_contrast, blur, noise, equalize, cutout).
 """
 
 import os
@@ -23,10 +23,12 @@ from facedet.data.augment import (  # noqa: E402
     RandomScaleCrop,
 )
 from facedet.data.chain import innermost_dataset, iter_dataset_chain
+from facedet.data.copy_paste import CopyPaste
 from facedet.data.dataset import FaceDataset, ImageError, ReaderDataset, load_image
 from facedet.data.loader import build_dataloader, collate, seed_transforms, worker_init_fn
 from facedet.data.mixup import MixUp
 from facedet.data.mosaic import Mosaic
+from facedet.data.oversample import Oversample
 from facedet.data.readers import (
     LabelError,
     LoadStats,
@@ -59,6 +61,7 @@ __all__ = [
     "Blur",
     "BrightnessContrast",
     "Compose",
+    "CopyPaste",
     "Cutout",
     "DatasetWrapper",
     "Equalize",
@@ -73,6 +76,7 @@ __all__ = [
     "MixUp",
     "Mosaic",
     "Noise",
+    "Oversample",
     "RandomAffine",
     "RandomScaleCrop",
     "ReaderDataset",
