@@ -203,3 +203,12 @@ def test_p2_onnx_export_matches_pytorch(p2_run, tmp_path):
     report = compare_with_onnxruntime(model, path, [(2, 64, 64), (1, 96, 128)])
     assert report["same_shapes"] and report["boxes_compared"] == 2 * 1020 + 3 * (24 * 32 + 12 * 16 + 6 * 8 + 3 * 4)
     assert report["max_abs_box"] <= 1e-3 and report["max_abs_score"] <= 1e-3
+
+
+def test_darknet_weights_fill_the_same_neck_modules_of_a_p2_pan():
+    three, four = PAN(in_channels=[256, 512, 1024]), PAN(in_channels=[128, 256, 512, 1024])
+    names3 = {id(m): n for n, m in three.named_modules()}
+    names4 = {id(m): n for n, m in four.named_modules()}
+    layout3 = [(names3[id(c)], tuple(c.conv.weight.shape), b) for c, b in three.darknet_convs()]
+    layout4 = [(names4[id(c)], tuple(c.conv.weight.shape), b) for c, b in four.darknet_convs()]
+    assert layout3 == layout4 and len(layout3) == 20  # the SPP block and the top-down path, none of the P2 path

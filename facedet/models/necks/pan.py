@@ -115,10 +115,9 @@ class PAN(nn.Module):
         Darknet concatenates in the opposite order (``[maxpool13, maxpool9, maxpool5, input]``
         for the conv after SPP, 1 for the others). The bottom-up path comes later in ``yolov4.cfg``,
         interleaved with the head, and is not part of the layout. Empty unless this is YOLOv4's
-        neck: SPP or SPPF on, width 1, three levels (so the file cannot fill a different neck with
-        shifted values)."""
-        if (isinstance(self.spp, nn.Identity) or self.p2
-                or self.out_channels != [c // 2 for c in self.in_channels]):
+        neck: SPP or SPPF on, width 1 (so the file cannot fill a different neck with shifted values).
+        A P2 neck has the same modules (its P2 path is new, and starts from ``td3``'s output)."""
+        if isinstance(self.spp, nn.Identity) or self.out_channels != [c // 2 for c in self.in_channels]:
             return []
         convs = [*self.c5_pre, *self.c5_post, self.reduce5, self.lateral4, *self.td4, self.reduce4,
                  self.lateral3, *self.td3]
