@@ -28,7 +28,7 @@ def test_every_model_config_builds_and_runs(compose_cfg, model):
     det = build_detector(cfg.model)
     assert isinstance(det, Detector)
     strides = list(det.backbone.strides)
-    assert strides == ([16, 32] if model == "yolov4_tiny" else [8, 16, 32])
+    assert strides == {"yolov4_tiny": [16, 32], "yolov4_nano_p2": [4, 8, 16, 32]}.get(model, [8, 16, 32])
     expected = [(1, 3, 128 // s, 128 // s, 5) for s in strides]  # the head promises (B, A, S/stride, S/stride, 5)
     det.eval()
     x = torch.rand(1, 3, 128, 128)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,24 +36,29 @@ def fit_anchors(
 
 def per_level(anchors: np.ndarray, levels: int) -> list[list[int]]:
     """``(k, 2)`` anchors sorted by area -> ``levels`` flat ``[w1, h1, w2, h2, ...]`` lists (small
-    anchors on the fine, stride-8 level)."""
+    anchors on the finest level: stride 8, or stride 4 in a P2 model)."""
     if len(anchors) % levels:
         raise ValueError(f"{len(anchors)} anchors do not split into {levels} levels")
     per = len(anchors) // levels
     return [[int(v) for v in anchors[i * per : (i + 1) * per].reshape(-1)] for i in range(levels)]
 
 
-def anchors_yaml(levels: list[list[int]], report: AnchorReport, *, data: str, img_size: int, name: str) -> str:
+def anchors_yaml(levels: list[list[int]], report: AnchorReport, *, data: str, img_size: int, name: str,
+                 strides: Sequence[int] = (8, 16, 32), model: str | None = None) -> str:
     """The text of ``configs/anchors/<name>.yaml`` (a Hydra option of the ``anchors`` group that
-    sets ``model.anchors``)."""
+    sets ``model.anchors``); ``strides``: the model's, one per level, for the comment; ``model``: a
+    ``model=`` option the usage line names (for models whose levels differ from the default's)."""
+    if len(strides) != len(levels):
+        raise ValueError(f"{len(levels)} anchor levels but {len(strides)} strides {list(strides)}")
+    model_arg = f" model={model}" if model else ""
     lines = [
         "# @package model",
         f"# Anchors fitted to the {data} training faces at {img_size} px by tools/kmeans_anchors.py"
         f" ({datetime.date.today().isoformat()}):",
         f"# avg IoU {report.avg_iou:.3f}, best possible recall {report.bpr:.4f} at anchor_iou {report.anchor_iou:g},"
         f" {report.n} faces.",
-        f"# Use: python tools/train.py data={data} anchors={name}",
-        "anchors:                    # per level (strides 8, 16, 32): w,h pairs in input pixels",
+        f"# Use: python tools/train.py data={data}{model_arg} anchors={name}",
+        f"anchors:                    # per level (strides {', '.join(map(str, strides))}): w,h pairs in input pixels",
     ]
     lines += [f"  - [{', '.join(str(v) for v in lv)}]" for lv in levels]
     return "\n".join(lines) + "\n"

@@ -20,7 +20,8 @@ class Detector(nn.Module):
     Contract:
     - ``detector(images)``: ``images`` float ``(B, 3, S, S)`` in [0, 1] with S a multiple of
       ``max_stride`` -> list of raw per-level maps ``(B, A, S/stride, S/stride, 5 + 2K)`` for
-      ``strides`` (8, 16, 32; YOLOv4-tiny's two levels 16, 32); K = ``num_landmarks`` (0 or 5).
+      ``strides`` (8, 16, 32; YOLOv4-tiny's two levels 16, 32; P2 models 4, 8, 16, 32); K =
+      ``num_landmarks`` (0 or 5).
     - ``detector.candidates(images)``: every anchor of every cell decoded, before NMS: boxes
       ``(B, N, 4)`` xyxy in input pixels, objectness probabilities ``(B, N)`` and landmarks
       ``(B, N, K, 2)`` in input pixels (None when K = 0), float32, levels flattened in (level,
@@ -112,7 +113,9 @@ def build_detector(cfg: Mapping[str, Any]) -> Detector:
     if len(anchors) != len(neck.out_channels):
         raise ConfigError(
             f"model.anchors has {len(anchors)} levels but the neck gives {len(neck.out_channels)} "
-            f"(strides {list(backbone.strides)})."
+            f"(strides {list(backbone.strides)}): give one anchor list per level (a stride-4 level: "
+            f"model.backbone.out_strides=[4,8,16,32] with 4-level anchors, e.g. model=yolov4_nano_p2 "
+            f"anchors=facemask_320_p2)."
         )
     head = build(
         cfg["head"],

@@ -6,6 +6,8 @@ l = (1.0, 1.0) (= CSPDarknet53).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import nn
 
 from facedet.models.backbones.darknet import DarknetLayout
@@ -26,16 +28,18 @@ class CSPDarknet(DarknetLayout):
 
     Options: ``se`` adds squeeze-and-excitation to every bottleneck; ``dropblock`` (final drop
     probability, 0 = off) with ``dropblock_size`` puts DropBlock after the stages at strides 8,
-    16 and 32.
+    16 and 32; ``out_strides=[4, 8, 16, 32]`` adds the second stage's stride-4 map as a first output
+    (for a P2 level; 128 channels at width 1).
     """
 
     name = "cspdarknet"
     weights_file = "yolov4.conv.137"
 
     def __init__(self, *, width: float = 1.0, depth: float = 1.0, act: str = "mish", in_channels: int = 3,
-                 se: bool = False, dropblock: float = 0.0, dropblock_size: int = 7) -> None:
+                 se: bool = False, dropblock: float = 0.0, dropblock_size: int = 7,
+                 out_strides: Sequence[int] = (8, 16, 32)) -> None:
         super().__init__(width=width, depth=depth, act=act, in_channels=in_channels, se=se, dropblock=dropblock,
-                         dropblock_size=dropblock_size)
+                         dropblock_size=dropblock_size, out_strides=out_strides)
 
     def make_stage(self, index: int, c_in: int, c_out: int, blocks: int, *, act: str, se: bool) -> nn.Module:
         return CSPStage(c_in, c_out, blocks, act=act, first=index == 0, se=se)
