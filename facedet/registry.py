@@ -108,6 +108,7 @@ OPTIMIZERS = Registry("optimizer")  # engine: sgd, adamw
 SCHEDULES = Registry("schedule")  # engine: learning-rate factor per step (cosine)
 HOOKS = Registry("hook")  # engine: optional training hooks built from config (close_mosaic, sat, ...)
 LANDMARK_LOSSES = Registry("landmark_loss")  # losses: per-coordinate point losses (wing, smooth_l1)
+DISTILL_LOSSES = Registry("distill_loss")  # losses: a detection loss plus a term towards a teacher (yolo_distill)
 
 
 def _registry_for_nested(type_name: str, default: Registry, where: str) -> tuple[Registry, str]:

@@ -25,6 +25,7 @@ CONFIG_PLACES = {
     "head": "model.head.type",
     "loss": "model.loss.type",
     "landmark_loss": "model.loss.landmark_loss.type",
+    "distill_loss": "distill.type",
     "assigner": "model.loss.assigner.type",
     "postprocessor": "model.postprocess.type",
     "activation": "model.backbone.act, model.neck.act (values)",
