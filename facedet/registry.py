@@ -109,6 +109,7 @@ SCHEDULES = Registry("schedule")  # engine: learning-rate factor per step (cosin
 HOOKS = Registry("hook")  # engine: optional training hooks built from config (close_mosaic, sat, ...)
 LANDMARK_LOSSES = Registry("landmark_loss")  # losses: per-coordinate point losses (wing, smooth_l1)
 OBJECTNESS_MINERS = Registry("objectness_miner")  # losses: which negatives the objectness loss trains (ohem)
+DISTILL_LOSSES = Registry("distill_loss")  # losses: a detection loss plus a term towards a teacher (yolo_distill)
 
 
 def _registry_for_nested(type_name: str, default: Registry, where: str) -> tuple[Registry, str]:

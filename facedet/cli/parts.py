@@ -25,6 +25,7 @@ CONFIG_PLACES = {
     "head": "model.head.type",
     "loss": "model.loss.type",
     "landmark_loss": "model.loss.landmark_loss.type",
+    "distill_loss": "distill.type",
     "assigner": "model.loss.assigner.type",
     "objectness_miner": "model.loss.obj_mining.type",
     "postprocessor": "model.postprocess.type",

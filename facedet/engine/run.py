@@ -22,6 +22,7 @@ from facedet.data import innermost_dataset
 from facedet.data.landmark_coverage import check_training_landmarks
 from facedet.engine import distributed as du
 from facedet.engine.data_hooks import build_data_hooks
+from facedet.engine.distill import attach_distillation
 from facedet.engine.ema import ModelEMA
 from facedet.engine.eval_hook import build_eval_hook
 from facedet.engine.hook_base import HookBase
@@ -112,6 +113,7 @@ def _run(cfg: DictConfig, run_dir: str | Path, device: torch.device, world: du.D
     if cfg.model.get("weights"):  # a user's local file: state dict, checkpoint or Darknet .weights
         log.info(load_weights(model, cfg.model.weights, partial=bool(cfg.model.get("weights_partial"))).summary())
     model = model.to(device)
+    attach_distillation(model, cfg.get("distill"), device)  # distill.teacher: wraps the loss (off by default)
     with du.main_process_first():  # rank 0 renders/caches data first
         train_loader, val_loader = build_loaders(
             cfg.data, cfg.aug, batch_size=int(cfg.train.batch_size), val_batch_size=int(cfg.eval.batch_size),

@@ -44,7 +44,9 @@ def adversarial_images(
     x = images.detach().clone().requires_grad_(True)
     try:
         with torch.autocast(images.device.type, enabled=amp):
-            loss = model.loss(x, targets)["loss"]
+            # the detection loss alone: the attack hides faces from the student; the teacher would add a
+            # forward pass per attack and the distillation term, which stage two applies anyway
+            loss = model.loss(x, targets, distill=False)["loss"]
         if not torch.isfinite(loss):
             return None
         # the loss scale keeps fp16 gradients from underflowing to 0 (sign is scale-invariant)

@@ -37,6 +37,8 @@ class Detector(nn.Module):
       landmarks in input pixels, NaN where a point is absent) -> dict of named loss terms
       (``loss_box``, ``loss_obj``, ``loss_landmark`` when K > 0) plus ``loss`` (their weighted sum, to
       backpropagate). The loss was built with the head's decoding, so it decodes as ``candidates`` does.
+      With distillation on (``distill.teacher``) the training run wraps the loss, which adds
+      ``loss_distill`` and receives the images too (``loss(..., distill=False)``: without it).
     - ``strides``, ``max_stride``, ``anchors`` (``(L, A, 2)`` input pixels), ``anchor_iou`` (the
       assigner's shape-IoU threshold for positives) and ``num_landmarks``: what tools and checks may
       read of the parts.
@@ -59,8 +61,14 @@ class Detector(nn.Module):
         boxes, scores, landmarks = self.head.decode(self(images))
         return boxes.float(), scores.float(), None if landmarks is None else landmarks.float()
 
-    def loss(self, images: Tensor, targets: list[Target]) -> dict[str, Tensor]:
-        return self.loss_fn(self(images), targets)
+    def loss(self, images: Tensor, targets: list[Target], *, distill: bool = True) -> dict[str, Tensor]:
+        """A loss that declares ``takes_images`` (distillation, ``facedet.losses.distill``: its
+        teacher sees the same images) also receives the images, unless ``distill=False`` (SAT's
+        attack: the detection loss alone)."""
+        raws = self(images)
+        if distill and getattr(self.loss_fn, "takes_images", False):
+            return self.loss_fn(raws, targets, images=images)
+        return self.loss_fn(raws, targets)
 
     @torch.no_grad()
     def predict(self, images: Tensor) -> list[dict[str, Tensor]]:
