@@ -191,3 +191,32 @@ def upgrade_config(old: Mapping[str, Any]) -> dict[str, Any]:
         new["schedule"] = {"type": "cosine", **schedule}
     return new
 
+
+
+def _off(switch: str, off: Any) -> Any:
+    """A test that a node added later is off: absent, null, or its ``switch`` key at ``off``."""
+    return lambda v: v is None or (isinstance(v, Mapping) and v.get(switch, off) == off)
+
+
+# Keys added to the training config after runs had been stored (older checkpoints lack them), each
+# with the test that today's value means what the older version did. A checkpoint without the key
+# then still resumes (``train.resume=auto`` picks it) as long as the option stays off.
+ADDED_KEYS: dict[str, Any] = {
+    "model.head.num_landmarks": lambda v: v == 0,  # issue 14: landmarks
+    "model.loss.landmark_loss": lambda v: v is None,
+    "model.loss.landmark_weight": lambda v: True,  # unused without landmark_loss
+    "model.postprocess.landmark_vote_iou": lambda v: True,  # unused without landmarks
+    "model.backbone.out_strides": lambda v: list(v or ()) == [8, 16, 32],  # issue 16: small faces
+    "model.loss.box_weight_by_size": lambda v: v is False,
+    "model.loss.obj_mining": lambda v: v is None,
+    "aug.copy_paste": _off("p", 0),
+    "aug.oversample": _off("enabled", False),
+    "distill": _off("teacher", None),
+}
+
+
+def added_as_before(key: str, value: Any) -> bool:
+    """Whether ``key``, absent from an older stored config, has a ``value`` today that computes what
+    the older version computed (``ADDED_KEYS``); False for keys not in the table."""
+    test = ADDED_KEYS.get(key)
+    return bool(test is not None and test(value))

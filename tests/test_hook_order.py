@@ -137,3 +137,18 @@ def test_a_config_of_the_older_layout_is_upgraded_before_comparing(compose_cfg):
     old_sgd = {**sgd, "optim": {("name" if k == "type" else k): v for k, v in sgd["optim"].items()}}
     assert upgrade_config(old_sgd)["optim"] == sgd["optim"]
     assert incompatible({**old, "optim": {**old["optim"], "momentum": 0.8}}, new) == ["optim.beta1: 0.8 -> 0.9"]
+
+
+def test_a_config_stored_before_keys_were_added_resumes_while_they_stay_off(compose_cfg):
+    new = OmegaConf.to_container(compose_cfg([]), resolve=True)
+    old = {k: v for k, v in new.items() if k != "distill"}  # an older version's config, before the added keys
+    old["aug"] = {k: v for k, v in new["aug"].items() if k not in ("copy_paste", "oversample")}
+    old["model"] = {**new["model"], "backbone": {k: v for k, v in new["model"]["backbone"].items()
+                                                 if k != "out_strides"},
+                    "loss": {k: v for k, v in new["model"]["loss"].items()
+                             if k not in ("obj_mining", "box_weight_by_size")}}
+    assert incompatible(old, new) == []
+    on = {**new, "aug": {**new["aug"], "copy_paste": {**new["aug"]["copy_paste"], "p": 0.5}},
+          "model": {**new["model"], "backbone": {**new["model"]["backbone"], "out_strides": [4, 8, 16, 32]}}}
+    assert sorted(d.split(":")[0] for d in incompatible(old, on)) == ["aug.copy_paste", "model.backbone.out_strides"]
+    assert config_differences({}, {"extra": 1}) == ["extra: '<absent>' -> 1"]  # keys not in the table still count

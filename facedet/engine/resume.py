@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig
 
 from facedet.checkpoint import CheckpointError, load_checkpoint, remove_stale_temps, require_training_checkpoint
-from facedet.config_check import upgrade_config
+from facedet.config_check import added_as_before, upgrade_config
 from facedet.engine import distributed as du
 from facedet.engine.eval_hook import EvalHook
 from facedet.engine.optim import build_schedule
@@ -103,11 +103,15 @@ def find_resume_checkpoint(resume: Any, run_dir: str | Path, *, name: str | None
 
 
 def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """``key: old -> new`` lines for the leaves where two plain config dicts differ."""
+    """``key: old -> new`` lines for the leaves where two plain config dicts differ; a key absent from
+    ``old`` (an older version's config) whose value in ``new`` is off (``config_check.ADDED_KEYS``)
+    is no difference."""
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for k in sorted(set(old) | set(new), key=str):
             key = f"{prefix}.{k}" if prefix else str(k)
+            if k not in old and k in new and added_as_before(key, new[k]):
+                continue  # a key added since, left off: the older run computed the same
             if k not in old or k not in new:
                 out.append(f"{key}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}")
             else:
