@@ -60,10 +60,11 @@ def build_loaders(data: DictConfig, aug: DictConfig, *, batch_size: int, val_bat
     if batch_size % world_size:
         raise ConfigError(f"train.batch_size={batch_size} (images per step, all processes together) "
                           f"must be a multiple of the {world_size} processes.")
-    train_set = build_dataset(data.train, img_size=data.img_size, aug=aug.train, cache_images=data.cache_images,
+    size = train_img_size(data, aug)  # data.img_size, or aug.high_res.size (the high-res hook downsizes later)
+    train_set = build_dataset(data.train, img_size=size, aug=aug.train, cache_images=data.cache_images,
                               where="data.train", min_face_size=float(aug.get("min_face_size") or 0))
     # mosaic, mixup
-    train_set = wrap_train_dataset(train_set, OmegaConf.to_container(aug, resolve=True), img_size=int(data.img_size))
+    train_set = wrap_train_dataset(train_set, OmegaConf.to_container(aug, resolve=True), img_size=size)
     val_set = build_dataset(data.val, img_size=data.img_size, aug=aug.get("val"), cache_images=data.cache_images,
                             where="data.val")
     if len(train_set) == 0:
@@ -77,6 +78,28 @@ def build_loaders(data: DictConfig, aug: DictConfig, *, batch_size: int, val_bat
     if len(train_loader) == 0:
         raise ConfigError(f"train.batch_size={batch_size} exceeds the {len(train_set)} training images.")
     return train_loader, val_loader
+
+
+def train_img_size(data: Any, aug: Any) -> int:
+    """The size the training loader renders (letterbox and mosaic): ``aug.high_res.size`` when set
+    (> 0), else ``data.img_size``; validation and evaluation always use ``data.img_size``. A ConfigError
+    names the key for a high-res size that is not a multiple of 32, is below ``data.img_size``, or is
+    combined with multi-scale (two size schedules at once)."""
+    from facedet.data import check_img_size
+
+    deploy = int(data.img_size)
+    node = aug.get("high_res") if aug is not None else None
+    size = int((node or {}).get("size") or 0)
+    if size <= 0:
+        return deploy
+    check_img_size(size, where="aug.high_res.size")
+    if size < deploy:
+        raise ConfigError(f"aug.high_res.size={size} is below data.img_size={deploy}: the high-res phase trains "
+                          f"at a larger size than the deployment size (or set aug.high_res.size=0: off).")
+    if (aug.get("multi_scale") or {}).get("enabled"):
+        raise ConfigError("aug.high_res.size and aug.multi_scale.enabled cannot be combined: both set the training "
+                          "size (set aug.multi_scale.enabled=false or aug.high_res.size=0).")
+    return size
 
 
 def eval_settings(*, img_size: int, postprocess: Mapping[str, Any] | DictConfig, data_name: str) -> dict[str, Any]:

@@ -211,6 +211,7 @@ ADDED_KEYS: dict[str, Any] = {
     "model.loss.obj_mining": lambda v: v is None,
     "aug.copy_paste": _off("p", 0),
     "aug.oversample": _off("enabled", False),
+    "aug.high_res": _off("size", 0),
     "distill": _off("teacher", None),
 }
 

@@ -142,7 +142,7 @@ def test_a_config_of_the_older_layout_is_upgraded_before_comparing(compose_cfg):
 def test_a_config_stored_before_keys_were_added_resumes_while_they_stay_off(compose_cfg):
     new = OmegaConf.to_container(compose_cfg([]), resolve=True)
     old = {k: v for k, v in new.items() if k != "distill"}  # an older version's config, before the added keys
-    old["aug"] = {k: v for k, v in new["aug"].items() if k not in ("copy_paste", "oversample")}
+    old["aug"] = {k: v for k, v in new["aug"].items() if k not in ("copy_paste", "oversample", "high_res")}
     old["model"] = {**new["model"], "backbone": {k: v for k, v in new["model"]["backbone"].items()
                                                  if k != "out_strides"},
                     "loss": {k: v for k, v in new["model"]["loss"].items()

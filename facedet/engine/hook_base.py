@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 # Run order of the built-in hooks (lower first; equal priorities keep the order they were given in).
 # Evaluation must see the EMA; the prediction grid draws what was just evaluated; the data hooks'
-# ``preprocess_batch`` run multi-scale, then SAT, then the sample grid (which so shows the images
+# ``preprocess_batch`` run high-res, multi-scale, then SAT, then the sample grid (which so shows the images
 # the model is really fed); checkpoint and logging come last, because a checkpoint captures the
 # random states at its place in the order (hooks after it must not draw random numbers).
 PRIORITY_EMA = 10
@@ -15,6 +15,7 @@ PRIORITY_EVAL = 20
 PRIORITY_PREDICTION_GRID = 30
 PRIORITY_MODEL = 40  # schedules of model options (DropBlock)
 PRIORITY_CLOSE_MOSAIC = 50
+PRIORITY_HIGH_RES = 55  # downsizes batches to the deployment size before SAT and the grid see them
 PRIORITY_MULTI_SCALE = 60
 PRIORITY_SAT = 70
 PRIORITY_SAMPLE_GRID = 80
