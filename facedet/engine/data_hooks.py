@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class CloseMosaicHook(HookBase):
-    """Switch mosaic and mixup off for the last ``epochs`` epochs (YOLOX / ultralytics): the model
+    """Switch mosaic, copy-paste and mixup off for the last ``epochs`` epochs (YOLOX / ultralytics): the model
     ends on images like the test images. The wrappers' probabilities live in shared memory, so the
     loader's persistent workers see the change from the next epoch on; the state follows from the
     epoch, so a resumed run gets it right too."""
@@ -47,7 +47,7 @@ class CloseMosaicHook(HookBase):
                 w.p.value = 0.0 if close else p
             self.closed = close
             if close:
-                log.info("close-mosaic: mosaic/mixup off from epoch %d of %d", t.epoch + 1, t.max_epochs)
+                log.info("close-mosaic: mosaic/copy-paste/mixup off from epoch %d of %d", t.epoch + 1, t.max_epochs)
 
 
 def resize_batch(batch: dict[str, Any], size: int, *, min_face_size: float = 0.0) -> dict[str, Any]:
@@ -118,7 +118,7 @@ class SampleGridHook(HookBase):
 
 @HOOKS.register("close_mosaic")
 def close_mosaic(*, epochs: int | None, train_dataset: Any) -> CloseMosaicHook | None:
-    """``aug.close_mosaic: N``: mosaic and mixup off for the last N epochs (0 or null: never)."""
+    """``aug.close_mosaic: N``: mosaic, copy-paste and mixup off for the last N epochs (0 or null: never)."""
     from facedet.data import find_wrappers
 
     epochs = int(epochs or 0)
