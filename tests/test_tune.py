@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -291,3 +292,21 @@ def test_the_tool_reports_a_bad_setting_in_one_line_with_status_2(tmp_path, caps
     assert e.value.code == 2 and "Traceback" not in err
     assert "facedet: error: hparams_search.sampler.type must be one of" in err and "Did you mean 'nsga2'" in err
 
+
+
+def test_enqueued_values_run_first_once_per_study_and_must_lie_in_the_space(tmp_path, composer):
+    recipe = {"optim.lr": 0.002, "aug": "mosaic"}
+    train = FakeTrain()
+    out = run_study(settings(enqueue_trials=[recipe]), composer=composer, study_dir=tmp_path, train_fn=train)
+    assert out.study.trials[0].params == recipe and out.study.trials[0].user_attrs["enqueued"] == 0
+    assert train.runs[0]["lr"] == 0.002 and train.runs[0]["mosaic_p"] == 1.0  # the values reached the config
+    assert out.study.trials[1].params != recipe  # the sampler's own proposal next
+    again = run_study(settings(enqueue_trials=[recipe], n_trials=3), composer=composer, study_dir=tmp_path,
+                      train_fn=FakeTrain())
+    assert sum(t.params == recipe for t in again.study.trials) == 1  # a resume does not enqueue it again
+    for bad, words in (({"optim.lrr": 0.002}, "enqueue_trials[0].optim.lrr is not a searched key"),
+                       ({"optim.lr": 0.5}, "outside the search space"),
+                       ({"aug": "all"}, "one of ['default', 'mosaic']")):
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            run_study(settings(enqueue_trials=[bad]), composer=composer, study_dir=tmp_path / "bad",
+                      train_fn=FakeTrain())

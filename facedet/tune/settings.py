@@ -35,6 +35,7 @@ class SearchSettings:
     max_failures: int = 3
     best_experiment: str | None = None
     plots: bool = True
+    enqueue_trials: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def base_overrides(self) -> list[str]:
@@ -67,6 +68,10 @@ def parse_settings(node: DictConfig | Mapping[str, Any]) -> SearchSettings:
     if not isinstance(data.get("trial_overrides") or [], list):
         raise ConfigError(f"{WHERE}.trial_overrides must be a list of key=value strings")
     data["trial_overrides"] = [str(o) for o in data.get("trial_overrides") or []]
+    enqueued = data.get("enqueue_trials") or []
+    if not isinstance(enqueued, list) or not all(isinstance(v, Mapping) for v in enqueued):
+        raise ConfigError(f"{WHERE}.enqueue_trials must be a list of mappings (searched key -> value)")
+    data["enqueue_trials"] = [dict(v) for v in enqueued]
     for key in ("sampler", "pruner"):
         if isinstance(data.get(key), str):
             data[key] = {"type": data[key]}

@@ -145,3 +145,22 @@ def _parse_range(key: str, kind: str, spec: Mapping[str, Any], where: str) -> Pa
 def overrides_of(params: list[Param], values: Mapping[str, Any]) -> list[str]:
     """The Hydra overrides of one trial's ``values`` (key -> value), in the order of ``params``."""
     return [p.override(values[p.key]) for p in params if p.key in values]
+
+
+def check_enqueued(params: list[Param], values: Mapping[str, Any], where: str) -> None:
+    """A ConfigError naming ``where.<key>`` when a trial to enqueue sets a key that is not searched or
+    a value outside the key's range or choices (Optuna would run it anyway, off the space)."""
+    by_key = {p.key: p for p in params}
+    for key, value in values.items():
+        p = by_key.get(str(key))
+        if p is None:
+            guess = closest(str(key), list(by_key))
+            raise ConfigError(f"{where}.{key} is not a searched key ({', '.join(by_key)})"
+                              + (f". Did you mean '{guess}'?" if guess else ""))
+        if p.type == "categorical":
+            ok = value in p.choices
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and p.low <= value <= p.high
+        if not ok:
+            space = f"one of {list(p.choices)}" if p.type == "categorical" else f"in [{p.low}, {p.high}]"
+            raise ConfigError(f"{where}.{key}={value!r} is outside the search space: {space}")

@@ -27,7 +27,7 @@ from facedet.tune.objective import Objective, TrainFn
 from facedet.tune.outputs import write_best_experiment, write_plots, write_trials_csv
 from facedet.tune.samplers import build_pruner, build_sampler
 from facedet.tune.settings import SearchSettings
-from facedet.tune.space import parse_space
+from facedet.tune.space import check_enqueued, parse_space
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +91,15 @@ def run_study(settings: SearchSettings, *, composer: Composer, study_dir: Path, 
     ``max_failures`` of them in one run of the command stop it. Ctrl-C ends the run cleanly
     (``outcome.interrupted``)."""
     params = parse_space(settings.params)
+    for i, values in enumerate(settings.enqueue_trials):
+        check_enqueued(params, values, where=f"hparams_search.enqueue_trials[{i}]")
     base = settings.base_overrides
     groups = check_space(composer, base, params)
     study_dir = Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(settings, study_dir)
+    for i, values in enumerate(settings.enqueue_trials):  # once per study: a rerun finds them and skips
+        study.enqueue_trial(values, user_attrs={"enqueued": i}, skip_if_exists=True)
     outcome = StudyOutcome(study, study_dir, groups)
     best_kwargs = dict(params=params, groups=groups, experiment=settings.experiment, study_name=settings.study_name,
                        metric=settings.metric)
