@@ -55,9 +55,11 @@ class FakeTrain:
     call (0-based) that ends as Ctrl-C does (trainer stopped by SIGINT) / as a killed process."""
 
     def __init__(self, curve=lambda call, epoch: 0.1 * epoch, epochs: int = 3, metric: str = "AP50",
-                 interrupt_on: int | None = None, kill_on: int | None = None) -> None:
+                 interrupt_on: int | None = None, kill_on: int | None = None,
+                 stop_after: tuple[int, int] | None = None) -> None:
         self.curve, self.epochs, self.metric = curve, epochs, metric
         self.interrupt_on, self.kill_on = interrupt_on, kill_on
+        self.stop_after = stop_after  # (call, epochs): that call ends as Ctrl-C after that many epochs
         self.runs: list[dict[str, Any]] = []
 
     def __call__(self, cfg, run_dir, *, progress, extra_hooks) -> dict[str, Any]:
@@ -65,7 +67,9 @@ class FakeTrain:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-        run = {"run_dir": run_dir, "lr": float(cfg.optim.lr), "mosaic_p": float(cfg.aug.mosaic.p), "epochs": 0}
+        run = {"run_dir": run_dir, "lr": float(cfg.optim.lr), "mosaic_p": float(cfg.aug.mosaic.p), "epochs": 0,
+               "resume": cfg.train.get("resume"), "epochs_run": 0}
+        start = int(Path(run["resume"]).read_text()) if run["resume"] else 0  # a fake last.pt holds its epoch
         self.runs.append(run)
         if call == self.kill_on:
             raise SimulatedKill  # leaves the trial RUNNING in the storage, as SIGKILL would
@@ -74,13 +78,18 @@ class FakeTrain:
         trainer = FakeTrainer()
         for hook in extra_hooks:
             hook.trainer = trainer
-        for epoch in range(self.epochs):
+        for epoch in range(start, self.epochs):
             trainer.epoch, run["epochs"] = epoch, epoch + 1
+            run["epochs_run"] += 1
             trainer.metrics = {self.metric: self.curve(call, epoch + 1), "epoch": epoch + 1}
             for hook in extra_hooks:
                 hook.after_epoch()
+            (run_dir / "checkpoints").mkdir(exist_ok=True)
+            (run_dir / "checkpoints" / "last.pt").write_text(str(epoch + 1))
             if trainer.stop_reason:
                 return {"interrupted": trainer.stop_reason}
+            if self.stop_after == (call, epoch + 1):
+                return {"interrupted": "SIGINT"}
         return {"interrupted": None}
 
 
@@ -310,3 +319,18 @@ def test_enqueued_values_run_first_once_per_study_and_must_lie_in_the_space(tmp_
         with pytest.raises(ConfigError, match=re.escape(words)):
             run_study(settings(enqueue_trials=[bad]), composer=composer, study_dir=tmp_path / "bad",
                       train_fn=FakeTrain())
+
+
+def test_a_trial_stopped_after_some_epochs_is_continued_from_its_last_checkpoint(tmp_path, composer):
+    first = FakeTrain(stop_after=(1, 2))  # trial 1: Ctrl-C after 2 of its 3 epochs
+    out = run_study(settings(), composer=composer, study_dir=tmp_path, train_fn=first)
+    assert out.interrupted and out.study.trials[1].intermediate_values == {1: 0.1, 2: 0.2}
+    second = FakeTrain(curve=lambda call, epoch: 0.05)  # a continued run's own evaluations (epoch 3 only)
+    out = run_study(settings(), composer=composer, study_dir=tmp_path, train_fn=second)
+    run = second.runs[0]
+    assert run["resume"] == str(tmp_path / "trial_001" / "checkpoints" / "last.pt") and run["epochs_run"] == 1
+    assert run["run_dir"] == tmp_path / "trial_002" and run["lr"] == first.runs[1]["lr"]
+    trial = out.study.trials[2]
+    assert trial.intermediate_values == {1: 0.1, 2: 0.2, 3: 0.05}  # the failed run's reports, then its own
+    assert trial.value == pytest.approx(0.2) and trial.user_attrs["resumed_from"] == run["resume"]
+    assert "train.resume" not in (tmp_path / "best_experiment.yaml").read_text()  # the recipe, not the resume

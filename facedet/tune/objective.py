@@ -4,6 +4,11 @@ The trial's train config is the search's base overrides plus one override per sa
 ``TrialReporter``, a training hook, reports the metric to the trial after every evaluation and asks
 the trainer to stop cleanly when the pruner says so. The train function is a parameter (tests give
 a fake; the tool gives ``facedet.engine.run.run_training``).
+
+A trial that runs the values of a FAILed one again (stopped by Ctrl-C, or killed and retried by the
+heartbeat) continues that run: it starts from the failed run's ``checkpoints/last.pt``
+(``train.resume``) in its own folder, and its reports start with the failed run's, so neither the
+finished epochs nor what the pruner saw of them are lost.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import optuna
 from facedet.engine.hook_base import PRIORITY_EVAL, HookBase
 from facedet.registry import ConfigError
 from facedet.tune.compose import Composer, compose_checked
-from facedet.tune.space import Param, overrides_of
+from facedet.tune.space import Param, format_value, overrides_of
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +38,13 @@ class TrialReporter(HookBase):
 
     priority = PRIORITY_EVAL + 1  # right after the evaluation hook has written trainer.metrics
 
-    def __init__(self, trial: optuna.Trial, metric: str) -> None:
+    def __init__(self, trial: optuna.Trial, metric: str, earlier: Sequence[tuple[int, float]] = ()) -> None:
         self.trial = trial
         self.metric = metric
-        self.values: list[tuple[int, float]] = []  # (epoch, value) of every evaluation
+        self.values: list[tuple[int, float]] = list(earlier)  # (epoch, value) of every evaluation
         self.pruned = False
+        for epoch, value in self.values:  # a continued run: the failed run's reports come first
+            trial.report(value, epoch)
 
     def after_epoch(self) -> None:
         t = self.trainer
@@ -49,7 +56,8 @@ class TrialReporter(HookBase):
             raise ConfigError(f"hparams_search.metric '{self.metric}' is not among the evaluation metrics: "
                               f"{', '.join(known)}")
         value = float(metrics[self.metric])
-        if math.isnan(value):  # not measurable this time (no faces of that kind): nothing to compare
+        # NaN: not measurable (no faces of that kind); a continued run may redo an epoch the failed run reported
+        if math.isnan(value) or any(e == epoch for e, _ in self.values):
             return
         self.values.append((epoch, value))
         self.trial.report(value, epoch)
@@ -81,8 +89,9 @@ class Objective:
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("overrides", overrides)
         log.info("trial %d: %s -> %s", trial.number, " ".join(overrides), run_dir)
-        cfg = compose_checked(self.composer, [*self.base, *overrides], f"trial {trial.number}").cfg
-        reporter = TrialReporter(trial, self.metric)
+        resume, earlier = continuation(trial)
+        cfg = compose_checked(self.composer, [*self.base, *overrides, *resume], f"trial {trial.number}").cfg
+        reporter = TrialReporter(trial, self.metric, earlier)
         try:
             result = self.train_fn(cfg, run_dir, progress=False, extra_hooks=[reporter])
             interrupted = result.get("interrupted")
@@ -99,3 +108,21 @@ class Objective:
             raise ConfigError(f"trial {trial.number}: no evaluation measured {self.metric} (see {run_dir})")
         pick = max if self.maximize else min
         return pick(v for _, v in reporter.values)
+
+
+def continuation(trial: optuna.Trial) -> tuple[list[str], list[tuple[int, float]]]:
+    """For a trial that runs a FAILed trial's values again (``retry_of``: Ctrl-C; ``failed_trial``:
+    Optuna's heartbeat retry of a killed one): the override that resumes the failed run's
+    ``last.pt`` and that run's reports (epoch, value); nothing when it left no checkpoint."""
+    trials = {t.number: t for t in trial.study.get_trials(deepcopy=False)}
+    me = trials.get(trial.number)
+    number = trial.user_attrs.get("retry_of", me.system_attrs.get("failed_trial") if me else None)
+    failed = trials.get(number) if number is not None else None
+    if failed is None:
+        return [], []
+    last = Path(str(failed.user_attrs.get("run_dir", ""))) / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return [], []
+    trial.set_user_attr("resumed_from", str(last))
+    log.info("trial %d continues trial %d from %s", trial.number, failed.number, last)
+    return [f"train.resume={format_value(str(last))}"], sorted(failed.intermediate_values.items())
