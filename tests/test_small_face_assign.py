@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
 from facedet.assign import ScaleAwareAssigner, YOLOv4Assigner
 from facedet.losses import YOLOLoss
-from facedet.models.heads import yolo_decode
 from facedet.models.model_config import anchor_iou_of
 from facedet.registry import ASSIGNERS, LOSSES, ConfigError, build
+
+from .test_ohem import make_head  # the same fake head (anchors, strides 8/16/32, exp decoding)
 
 # configs/anchors/facemask_320.yaml, the ablation's anchors, at 320 px
 FACEMASK = torch.tensor(
@@ -100,18 +99,6 @@ def test_built_from_config_keeps_parent_keys_and_names_bad_keys() -> None:
 # --- box_weight_by_size -------------------------------------------------------------------------
 
 SIZE = 64  # input pixels: grids 8x8, 4x4, 2x2
-
-
-def make_head() -> SimpleNamespace:
-    head = SimpleNamespace(
-        anchors=torch.tensor([[[4.0, 5.0], [8.0, 10.0], [12.0, 14.0]], [[16.0, 20.0], [24.0, 28.0], [32.0, 36.0]],
-                              [[40.0, 48.0], [52.0, 56.0], [64.0, 64.0]]]),
-        strides=[8, 16, 32], scale_x_y=[1.0] * 3, wh_mode="exp",
-    )
-    head.decode_level = lambda raw, i: yolo_decode.decode_level(
-        raw, head.anchors[i], head.strides[i], head.scale_x_y[i], head.wh_mode
-    )
-    return head
 
 
 def target(boxes: list[list[float]]) -> dict[str, torch.Tensor]:
