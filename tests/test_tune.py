@@ -334,3 +334,50 @@ def test_a_trial_stopped_after_some_epochs_is_continued_from_its_last_checkpoint
     assert trial.intermediate_values == {1: 0.1, 2: 0.2, 3: 0.05}  # the failed run's reports, then its own
     assert trial.value == pytest.approx(0.2) and trial.user_attrs["resumed_from"] == run["resume"]
     assert "train.resume" not in (tmp_path / "best_experiment.yaml").read_text()  # the recipe, not the resume
+
+
+def test_a_continued_trial_killed_again_is_continued_from_the_newest_checkpoint(tmp_path):
+    # the real chain: 0 Ctrl-C'd (epoch 2); 1 continued it (retry_of 0) to epoch 5 and was killed;
+    # Optuna's heartbeat retry 2 inherits 1's user attrs (retry_of 0 too) and has retry_history [1]
+    from facedet.tune.objective import continuation
+    study = optuna.create_study(direction="maximize")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for number, epoch in ((0, 2), (1, 5)):
+        (tmp_path / f"t{number}" / "checkpoints").mkdir(parents=True)
+        (tmp_path / f"t{number}" / "checkpoints" / "last.pt").write_text(str(epoch))
+        attrs = {"run_dir": str(tmp_path / f"t{number}"), **({"retry_of": 0} if number else {})}
+        study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL, params={"x": 0.5},
+                                            distributions=dist, user_attrs=attrs,
+                                            intermediate_values={e: 0.1 * e for e in range(1, epoch + 1)}))
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.WAITING, params={"x": 0.5},
+                                        distributions=dist, user_attrs={"retry_of": 0, "run_dir": "x"},
+                                        system_attrs={"failed_trial": 1, "retry_history": [1]}))
+    trial = study.ask()
+    assert trial.number == 2
+    overrides, reports = continuation(trial)
+    assert overrides == [f"train.resume={tmp_path / 't1' / 'checkpoints' / 'last.pt'}"]
+    assert [e for e, _ in reports] == [1, 2, 3, 4, 5]
+    (tmp_path / "t1" / "checkpoints" / "last.pt").unlink()  # killed before its first save: the older one
+    assert continuation(trial)[0] == [f"train.resume={tmp_path / 't0' / 'checkpoints' / 'last.pt'}"]
+
+
+def test_a_retry_of_a_retry_finds_the_run_that_got_furthest_through_the_whole_chain(tmp_path):
+    # 1 continued 0 to epoch 6 and was killed; 2 (heartbeat retry of 1, inheriting retry_of 0) wrongly
+    # restarted from 0's epoch 1 and was Ctrl-C'd at epoch 2; 3 (Ctrl-C retry: retry_of 2 only) must
+    # follow 2 back to 1, the furthest run, not take the newest
+    from facedet.tune.objective import continuation
+    study = optuna.create_study(direction="maximize")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    links = {0: ({}, {}), 1: ({"retry_of": 0}, {}), 2: ({"retry_of": 0}, {"failed_trial": 1, "retry_history": [1]})}
+    for number, epoch in ((0, 1), (1, 6), (2, 2)):
+        (tmp_path / f"t{number}" / "checkpoints").mkdir(parents=True)
+        (tmp_path / f"t{number}" / "checkpoints" / "last.pt").write_text(str(epoch))
+        user, system = links[number]
+        study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL, params={"x": 0.5},
+                                            distributions=dist, user_attrs={"run_dir": str(tmp_path / f"t{number}"),
+                                                                            **user}, system_attrs=system,
+                                            intermediate_values={e: 0.1 * e for e in range(1, epoch + 1)}))
+    study.enqueue_trial({"x": 0.5}, user_attrs={"retry_of": 2})
+    trial = study.ask()
+    overrides, reports = continuation(trial)
+    assert overrides == [f"train.resume={tmp_path / 't1' / 'checkpoints' / 'last.pt'}"] and len(reports) == 6

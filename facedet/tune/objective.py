@@ -111,18 +111,39 @@ class Objective:
 
 
 def continuation(trial: optuna.Trial) -> tuple[list[str], list[tuple[int, float]]]:
-    """For a trial that runs a FAILed trial's values again (``retry_of``: Ctrl-C; ``failed_trial``:
-    Optuna's heartbeat retry of a killed one): the override that resumes the failed run's
-    ``last.pt`` and that run's reports (epoch, value); nothing when it left no checkpoint."""
+    """For a trial that runs a FAILed trial's values again (``retry_of``: Ctrl-C; ``retry_history``:
+    Optuna's heartbeat retries of a killed one): the override that resumes the newest ``last.pt``
+    among the failed runs it repeats, and that run's reports (epoch, value); nothing when none left
+    a checkpoint."""
     trials = {t.number: t for t in trial.study.get_trials(deepcopy=False)}
-    me = trials.get(trial.number)
-    number = trial.user_attrs.get("retry_of", me.system_attrs.get("failed_trial") if me else None)
-    failed = trials.get(number) if number is not None else None
-    if failed is None:
+    chain = _repeated(trials, trial.number, trial.user_attrs.get("retry_of"))
+    runs = [(n, Path(str(trials[n].user_attrs.get("run_dir", ""))) / "checkpoints" / "last.pt") for n in chain]
+    runs = [(n, last) for n, last in runs if last.is_file()]
+    if not runs:
         return [], []
-    last = Path(str(failed.user_attrs.get("run_dir", ""))) / "checkpoints" / "last.pt"
-    if not last.is_file():
-        return [], []
+    # the run that got furthest (its last report; a continuation re-reports what it continued), newest on ties
+    number, last = max(runs, key=lambda r: (max(trials[r[0]].intermediate_values, default=0), r[0]))
+    failed = trials[number]
     trial.set_user_attr("resumed_from", str(last))
-    log.info("trial %d continues trial %d from %s", trial.number, failed.number, last)
+    log.info("trial %d continues trial %d from %s", trial.number, number, last)
     return [f"train.resume={format_value(str(last))}"], sorted(failed.intermediate_values.items())
+
+
+def _repeated(trials: dict[int, optuna.trial.FrozenTrial], number: int, retry_of: int | None) -> set[int]:
+    """Every earlier trial whose values trial ``number`` runs again, followed through retries of
+    retries: ``retry_of`` (a Ctrl-C'd trial, enqueued again) and ``failed_trial``/``retry_history``
+    (Optuna's heartbeat retry, which also copies the failed trial's user attrs, ``retry_of`` included)."""
+    def links(t: optuna.trial.FrozenTrial | None, extra: int | None = None) -> set[int]:
+        if t is None:
+            return {extra} if extra is not None else set()
+        found = {t.user_attrs.get("retry_of"), t.system_attrs.get("failed_trial"), extra}
+        return {n for n in found | set(t.system_attrs.get("retry_history", [])) if n is not None and n != t.number}
+
+    chain: set[int] = set()
+    todo = links(trials.get(number), retry_of)
+    while todo:
+        n = todo.pop()
+        if n not in chain and n in trials:
+            chain.add(n)
+            todo |= links(trials[n])
+    return chain
