@@ -111,3 +111,14 @@ def test_results_errors_name_the_problem(wider, tmp_path):
 def test_results_flag_becomes_a_hydra_override():
     assert results_argv(["--results", "a.json", "data=x"]) == ["results=a.json", "data=x"]
     assert results_argv(["--results=b.json"]) == ["results=b.json"]
+
+
+def test_naming_a_data_config_keeps_the_training_size_unless_img_size_is_given(tmp_path, tmp_path_factory):
+    # data=<name> brings that config's own img_size (synthetic: 256); the model was trained at 64, and
+    # img_size=null promises the training size
+    run_dir = tiny_run(tmp_path_factory)
+    root = json.loads(json.dumps(__import__("yaml").safe_load((run_dir / "config.yaml").read_text())["data"]["root"]))
+    base = [f"checkpoint={run_dir / 'checkpoints' / 'best.pt'}", "data=synthetic", f"data.root={root}",
+            "data.num_val=6", "num_workers=0", "batch_size=4", "device=cpu"]
+    assert run(eval_cfg(base), tmp_path / "a")["settings"]["img_size"] == 64
+    assert run(eval_cfg([*base, "img_size=96"]), tmp_path / "b")["settings"]["img_size"] == 96

@@ -66,9 +66,11 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         cfg.checkpoint, use_ema=cfg.use_ema, device=device, nms=cfg.get("nms"),
         **{k: cfg.get(k) for k in POSTPROCESS_KEYS},
     )
+    trained_size = train_cfg.data.img_size
     train_cfg.data = val_data(cfg, train_cfg.data)
-    if cfg.img_size is not None:
-        train_cfg.data.img_size = cfg.img_size
+    # img_size=null means the training size, also when data=<name> brings its own default size: a model
+    # trained at 320 and tested at the data config's 416 scores higher than it will where it is deployed
+    train_cfg.data.img_size = cfg.img_size if cfg.img_size is not None else trained_size
 
     d = train_cfg.data
     dataset = build_dataset(d.val, img_size=d.img_size, aug=None, cache_images=False, where="data.val")
