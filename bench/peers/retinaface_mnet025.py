@@ -19,8 +19,9 @@ numpy, opencv-python-headless). Protocol: bench/peers/README.md.
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -30,7 +31,7 @@ SCORE_THRESH = 0.02
 NMS_IOU = 0.4
 
 
-def build(args) -> tuple[AdapterInfo, callable]:
+def build(args: argparse.Namespace) -> tuple[AdapterInfo, Callable[[np.ndarray], Detections]]:
     import onnxruntime as ort
     from retinaface.postprocess import (
         ANCHOR_SIZES,
@@ -63,7 +64,7 @@ def build(args) -> tuple[AdapterInfo, callable]:
         _, _, height, width = blob.shape
         start = 0
         # The package's postprocess(), without its int cast: anchors per stride, decode, then NMS.
-        for stride, sizes in zip(ANCHOR_STRIDES, ANCHOR_SIZES):
+        for stride, sizes in zip(ANCHOR_STRIDES, ANCHOR_SIZES, strict=True):
             anchors = generate_anchors(stride, sizes, width, height, 1)
             end = start + anchors.shape[1]
             boxes[:, start:end, :] = rebuild_boxes(boxes[:, start:end, :], anchors)

