@@ -167,7 +167,7 @@ def test_openvino_runs_the_onnx_file_and_an_ir_like_onnxruntime(exported, images
     model = core.read_model(str(exported))
     for key, value in FaceDetector(exported).backend.metadata.items():  # as an IR export stores them
         model.set_rt_info(value, ["facedet", key])
-    ov.save_model(model, str(tmp_path / "model.xml"))
+    ov.save_model(model, str(tmp_path / "model.xml"), compress_to_fp16=False)  # fp32, as exported
     names = sorted(reference)
     for path in (exported, tmp_path / "model.xml"):
         det = FaceDetector(path, backend="openvino", threads=1)
@@ -305,3 +305,28 @@ def test_in_graph_nms_export_runs_without_torch_like_the_predictor(checkpoint, i
         dets = result["images"][name]["detections"]
         assert_same({"boxes": [d["box"] for d in dets], "scores": [d["score"] for d in dets],
                      "landmarks": [d["landmarks"] for d in dets]}, w)
+
+
+def test_video_frames_match_the_predictor_on_the_decoded_frames(exported, checkpoint, tmp_path):
+    from facedet_runtime import detect_source
+
+    path = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 72))
+    if not writer.isOpened():
+        pytest.skip("no mp4v encoder in this OpenCV build")
+    for k in range(5):
+        frame = cv2.resize(render_synthetic_image(2, "val", k)[0], (96, 72), interpolation=cv2.INTER_AREA)
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    cap, frames = cv2.VideoCapture(str(path)), []
+    while (read := cap.read())[0]:
+        frames.append(cv2.cvtColor(read[1], cv2.COLOR_BGR2RGB))
+    cap.release()
+    result = detect_source(FaceDetector(exported), path, batch_size=2)  # batches across the 5 frames
+    video = result["videos"]["clip.mp4"]
+    assert (video["width"], video["height"], len(video["frames"])) == (96, 72, 5) and not result["images"]
+    predictor = Predictor(load_detector(checkpoint)[0], img_size=SIZE)
+    for dets, want in zip(video["frames"], predictor(frames), strict=True):
+        assert_same({"boxes": [d["box"] for d in dets], "scores": [d["score"] for d in dets],
+                     "landmarks": [d["landmarks"] for d in dets]}, want)
+    assert sum(map(len, video["frames"])) > 0
