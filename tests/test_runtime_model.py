@@ -35,7 +35,15 @@ pytestmark = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in
 
 SIZE = 64
 SHAPES = [(96, 128), (64, 64), (150, 100), (40, 72), (200, 90)]  # (h, w): shrunk, equal, enlarged
-BOX_TOL = 1e-2  # pixels
+# ONNX Runtime and PyTorch differ by float noise, about 1e-5 of a value: up to ~5e-3 px on this
+# random model's large boxes (up to 230 px at 64 px input). In the model's input pixels, so an
+# image shrunk by the letterbox gets the tolerance times its magnification (assert_same).
+BOX_TOL = 1e-2
+# The random landmark head's points reach 400 px, and its ONNX graph differs from PyTorch by up to
+# 0.18 px on them before any post-processing (4.6e-4 relative; measured on the candidates): the
+# runtime can be no closer than the graph it runs. Kept faces' points differed by up to 0.1 px.
+POINT_TOL = 0.25
+ROUNDING = 0.005  # detections.json rounds boxes and points to 0.01 px
 
 
 def calibrated_model(cfg):
@@ -108,12 +116,26 @@ def reference(checkpoint, images):
     return {p.name: predictor([load_image(p)])[0] for p in sorted(images.glob("*.png"))}
 
 
-def assert_same(got: dict, want: dict, tol: float = BOX_TOL, points: bool = True) -> None:
+def assert_same(got: dict, want: dict, *, scale: float = 1.0, rounded: int = 0) -> None:
+    """The same detections: count, boxes within BOX_TOL and points within POINT_TOL input pixels
+    (times ``scale``, the letterbox's magnification back to the image: its long side over SIZE), plus
+    the rounding of detections.json for each of the ``rounded`` sides read from one; scores within 1e-3."""
+    magnification, rounding = max(scale, 1.0), ROUNDING * rounded
     assert len(got["scores"]) == len(want["scores"])
-    assert np.abs(np.asarray(got["boxes"]).reshape(-1, 4) - want["boxes"]).max(initial=0) <= tol
+    d_box = np.abs(np.asarray(got["boxes"]).reshape(-1, 4) - want["boxes"]).max(initial=0)
+    assert d_box <= BOX_TOL * magnification + rounding
     assert np.abs(np.asarray(got["scores"]) - want["scores"]).max(initial=0) <= 1e-3
-    if points:
-        assert np.abs(np.asarray(got["landmarks"]).reshape(-1, 5, 2) - want["landmarks"]).max(initial=0) <= tol
+    d_point = np.abs(np.asarray(got["landmarks"]).reshape(-1, 5, 2) - want["landmarks"]).max(initial=0)
+    assert d_point <= POINT_TOL * magnification + rounding
+
+
+def scale_of(image: np.ndarray) -> float:
+    return max(image.shape[:2]) / SIZE
+
+
+def from_json(dets: list[dict]) -> dict:
+    return {"boxes": [d["box"] for d in dets], "scores": [d["score"] for d in dets],
+            "landmarks": [d["landmarks"] for d in dets]}
 
 
 def test_export_writes_the_runtime_metadata(exported, checkpoint):
@@ -138,13 +160,10 @@ def test_cli_without_torch_finds_the_predictors_faces(exported, images, referenc
     total = 0
     for name, want in reference.items():
         entry = result["images"][name]
-        h, w = load_image(images / name).shape[:2]
-        assert (entry["height"], entry["width"]) == (h, w)
-        dets = entry["detections"]
-        got = {"boxes": [d["box"] for d in dets], "scores": [d["score"] for d in dets],
-               "landmarks": [d["landmarks"] for d in dets]}
-        assert_same(got, want)
-        total += len(dets)
+        image = load_image(images / name)
+        assert (entry["height"], entry["width"]) == image.shape[:2]
+        assert_same(from_json(entry["detections"]), want, scale=scale_of(image), rounded=1)
+        total += len(entry["detections"])
     assert total >= 10  # the comparison compared something
 
 
@@ -152,8 +171,9 @@ def test_face_detector_matches_the_predictor_in_process(exported, images, refere
     det = FaceDetector(exported, threads=1)
     assert det.img_size == SIZE and det.num_landmarks == 5
     names = sorted(reference)
-    for name, got in zip(names, det([load_image(images / n) for n in names]), strict=True):
-        assert_same(got, reference[name], tol=1e-3)
+    loaded = [load_image(images / n) for n in names]
+    for name, image, got in zip(names, loaded, det(loaded), strict=True):
+        assert_same(got, reference[name], scale=scale_of(image))
         assert got["boxes"].dtype == got["scores"].dtype == got["landmarks"].dtype == np.float32
     # a threshold override keeps fewer faces, all of them above it
     raised = FaceDetector(exported, score_thresh=0.03)([load_image(images / n) for n in names])
@@ -172,8 +192,9 @@ def test_openvino_runs_the_onnx_file_and_an_ir_like_onnxruntime(exported, images
     for path in (exported, tmp_path / "model.xml"):
         det = FaceDetector(path, backend="openvino", threads=1)
         assert det.num_landmarks == 5 and det.postprocess == FaceDetector(exported).postprocess
-        for name, got in zip(names, det([load_image(images / n) for n in names]), strict=True):
-            assert_same(got, reference[name])
+        loaded = [load_image(images / n) for n in names]
+        for name, image, got in zip(names, loaded, det(loaded), strict=True):
+            assert_same(got, reference[name], scale=scale_of(image))
 
 
 def test_detect_tool_with_backend_onnxruntime_writes_what_torch_writes(exported, checkpoint, images, tmp_path):
@@ -187,12 +208,11 @@ def test_detect_tool_with_backend_onnxruntime_writes_what_torch_writes(exported,
     assert ort_run["images"].keys() == torch_run["images"].keys()
     crops = 0
     for name, want in torch_run["images"].items():
-        got = ort_run["images"][name]["detections"]
-        assert len(got) == len(want["detections"])
-        for g, w in zip(got, want["detections"], strict=True):
-            assert np.abs(np.subtract(g["box"], w["box"])).max() <= BOX_TOL + 0.01  # both rounded to 0.01
-            assert np.abs(np.subtract(g["landmarks"], w["landmarks"])).max() <= BOX_TOL + 0.01
-            crops += "crop" in g
+        got = ort_run["images"][name]
+        scale = max(got["width"], got["height"]) / SIZE
+        assert_same(from_json(got["detections"]), {k: np.asarray(v) for k, v in from_json(want["detections"]).items()},
+                    scale=scale, rounded=2)  # both sides read from detections.json
+        crops += sum("crop" in d for d in got["detections"])
     assert crops > 0 and (tmp_path / "o" / "crops").is_dir()
 
 
@@ -279,13 +299,13 @@ def test_rows_of_an_in_graph_nms_are_split_per_image(checkpoint, images, monkeyp
     monkeypatch.setattr(facedet_runtime.detector, "open_backend", lambda *a: backend)
     det = FaceDetector("graph.onnx", max_det=3)
     assert det.info.nms_in_graph and det.postprocess.type == "nms" and det.postprocess.score_thresh == thresh
-    got = FaceDetector("graph.onnx")([load_image(images / n) for n in names])  # one batch: rows of 5 images
+    loaded = [load_image(images / n) for n in names]
+    got = FaceDetector("graph.onnx")(loaded)  # one batch: the rows of 5 images
     assert sum(len(g["scores"]) for g in got) >= 10
-    for g, w in zip(got, want, strict=True):
-        assert_same(g, w, tol=1e-3)
-    capped = det([load_image(images / n) for n in names])
-    for c, w in zip(capped, want, strict=True):
-        assert_same(c, {k: v[:3] for k, v in w.items()}, tol=1e-3)
+    for image, g, w in zip(loaded, got, want, strict=True):
+        assert_same(g, w, scale=scale_of(image))
+    for image, c, w in zip(loaded, det(loaded), want, strict=True):
+        assert_same(c, {k: v[:3] for k, v in w.items()}, scale=scale_of(image))
     with pytest.raises(ValueError, match="has NMS in its graph: nms_iou cannot be changed"):
         FaceDetector("graph.onnx", nms_iou=0.3)
 
@@ -302,9 +322,8 @@ def test_in_graph_nms_export_runs_without_torch_like_the_predictor(checkpoint, i
     result = json.loads((tmp_path / "detections.json").read_text())
     assert result["settings"]["nms_in_graph"] and result["settings"]["postprocess"]["type"] == "nms"
     for name, w in zip(names, want, strict=True):
-        dets = result["images"][name]["detections"]
-        assert_same({"boxes": [d["box"] for d in dets], "scores": [d["score"] for d in dets],
-                     "landmarks": [d["landmarks"] for d in dets]}, w)
+        assert_same(from_json(result["images"][name]["detections"]), w, scale=scale_of(load_image(images / name)),
+                    rounded=1)
 
 
 def test_video_frames_match_the_predictor_on_the_decoded_frames(exported, checkpoint, tmp_path):
@@ -327,6 +346,5 @@ def test_video_frames_match_the_predictor_on_the_decoded_frames(exported, checkp
     assert (video["width"], video["height"], len(video["frames"])) == (96, 72, 5) and not result["images"]
     predictor = Predictor(load_detector(checkpoint)[0], img_size=SIZE)
     for dets, want in zip(video["frames"], predictor(frames), strict=True):
-        assert_same({"boxes": [d["box"] for d in dets], "scores": [d["score"] for d in dets],
-                     "landmarks": [d["landmarks"] for d in dets]}, want)
+        assert_same(from_json(dets), want, scale=96 / SIZE, rounded=1)
     assert sum(map(len, video["frames"])) > 0
