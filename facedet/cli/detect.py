@@ -1,6 +1,6 @@
 """``facedet-detect`` / ``tools/detect.py``: detect faces in images, folders and videos with a
 trained checkpoint (``backend=torch``) or an exported model (``backend=onnxruntime|openvino``,
-``model=``, through the torch-free ``facedet_runtime``); writes annotated media (boxes, scores and,
+``model_file=``, through the torch-free ``facedet_runtime``); writes annotated media (boxes, scores and,
 for a model with landmarks, the five points), ``detections.json`` and, with ``crops=true``, aligned
 face crops of the images' faces."""
 
@@ -25,29 +25,29 @@ RUNTIME_BACKENDS = ("onnxruntime", "openvino")
 
 
 def _runtime_detector(cfg: DictConfig) -> tuple[Any, int, int, dict[str, Any]]:
-    """(facedet_runtime.FaceDetector for ``cfg.model``, img_size, num_landmarks, settings) for a
+    """(facedet_runtime.FaceDetector for ``cfg.model_file``, img_size, num_landmarks, settings) for a
     non-torch backend; ConfigError for options it cannot honour, a missing or foreign model file, a
     backend that is not installed."""
     import dataclasses
 
     from facedet_runtime import BackendUnavailable, FaceDetector
 
-    if not cfg.model:
-        raise ConfigError(f"backend={cfg.backend} runs an exported model: give model=<path.onnx or .xml> "
+    if not cfg.model_file:
+        raise ConfigError(f"backend={cfg.backend} runs an exported model: give model_file=<path.onnx or .xml> "
                           "(tools/export.py writes one); checkpoint= is for backend=torch")
     if cfg.checkpoint:
-        raise ConfigError(f"backend={cfg.backend} reads model=, not checkpoint= (give one of them)")
+        raise ConfigError(f"backend={cfg.backend} reads model_file=, not checkpoint= (give one of them)")
     if cfg.tta != "none":
         raise ConfigError(f"tta={cfg.tta} needs backend=torch (the runtime predicts at one size, unflipped)")
     try:
-        det = FaceDetector(cfg.model, backend=cfg.backend, threads=cfg.get("threads"),
+        det = FaceDetector(cfg.model_file, backend=cfg.backend, threads=cfg.get("threads"),
                            score_thresh=cfg.score_thresh, nms_iou=cfg.nms_iou, max_det=cfg.max_det,
                            img_size=cfg.img_size, nms=cfg.nms, landmark_vote_iou=cfg.landmark_vote_iou)
     except BackendUnavailable as e:
         raise ConfigError(f"backend={cfg.backend}: {e}") from None
     except ValueError as e:  # a missing file, not a facedet export, a bad override: the message names it
-        raise ConfigError(f"model={cfg.model}: {e}") from None
-    settings = {"model": str(cfg.model), "backend": str(cfg.backend),
+        raise ConfigError(f"model_file={cfg.model_file}: {e}") from None
+    settings = {"model": str(cfg.model_file), "backend": str(cfg.backend),
                 "postprocess": dataclasses.asdict(det.postprocess), "nms_in_graph": det.info.nms_in_graph}
     return det, det.img_size, det.num_landmarks, settings
 
@@ -58,11 +58,12 @@ def _torch_predictor(cfg: DictConfig) -> tuple[Any, int, int, dict[str, Any]]:
     from facedet.inference.predictor import POSTPROCESS_KEYS, Predictor, load_detector
     from facedet.inference.tta import TTA
 
-    if cfg.model:
-        raise ConfigError(f"model={cfg.model} is an exported model: run it with backend=onnxruntime or "
+    if cfg.model_file:
+        raise ConfigError(f"model_file={cfg.model_file} is an exported model: run it with backend=onnxruntime or "
                           "backend=openvino (backend=torch reads checkpoint=)")
     if not cfg.checkpoint:
-        raise ConfigError("give checkpoint=<training checkpoint> (or model=<exported .onnx> with backend=onnxruntime)")
+        raise ConfigError("give checkpoint=<training checkpoint> (or model_file=<exported .onnx> with "
+                          "backend=onnxruntime)")
     device = select_device(str(cfg.device))
     model, train_cfg, which = load_detector(
         cfg.checkpoint, use_ema=cfg.use_ema, device=device, nms=cfg.nms,
@@ -92,7 +93,7 @@ def detect(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     build = _torch_predictor if backend == "torch" else _runtime_detector
     predictor, img_size, num_landmarks, model_settings = build(cfg)
     if cfg.crops and not num_landmarks:
-        raise ConfigError(f"crops=true needs a model that predicts landmarks; {cfg.checkpoint or cfg.model} "
+        raise ConfigError(f"crops=true needs a model that predicts landmarks; {cfg.checkpoint or cfg.model_file} "
                           "has none (train with model.head.num_landmarks=5)")
     smoother = BoxSmoother(alpha=1 - cfg.smooth, iou_thresh=cfg.smooth_iou) if cfg.smooth > 0 else None
     out_dir = Path(cfg.out or out_dir)
