@@ -122,10 +122,10 @@ def assert_same(got: dict, want: dict, *, scale: float = 1.0, rounded: int = 0) 
     the rounding of detections.json for each of the ``rounded`` sides read from one; scores within 1e-3."""
     magnification, rounding = max(scale, 1.0), ROUNDING * rounded
     assert len(got["scores"]) == len(want["scores"])
-    d_box = np.abs(np.asarray(got["boxes"]).reshape(-1, 4) - want["boxes"]).max(initial=0)
+    d_box = np.abs(np.reshape(got["boxes"], (-1, 4)) - np.reshape(want["boxes"], (-1, 4))).max(initial=0)
     assert d_box <= BOX_TOL * magnification + rounding
     assert np.abs(np.asarray(got["scores"]) - want["scores"]).max(initial=0) <= 1e-3
-    d_point = np.abs(np.asarray(got["landmarks"]).reshape(-1, 5, 2) - want["landmarks"]).max(initial=0)
+    d_point = np.abs(np.reshape(got["landmarks"], (-1, 5, 2)) - np.reshape(want["landmarks"], (-1, 5, 2))).max(initial=0)
     assert d_point <= POINT_TOL * magnification + rounding
 
 
