@@ -125,7 +125,8 @@ def assert_same(got: dict, want: dict, *, scale: float = 1.0, rounded: int = 0) 
     d_box = np.abs(np.reshape(got["boxes"], (-1, 4)) - np.reshape(want["boxes"], (-1, 4))).max(initial=0)
     assert d_box <= BOX_TOL * magnification + rounding
     assert np.abs(np.asarray(got["scores"]) - want["scores"]).max(initial=0) <= 1e-3
-    d_point = np.abs(np.reshape(got["landmarks"], (-1, 5, 2)) - np.reshape(want["landmarks"], (-1, 5, 2))).max(initial=0)
+    points = [np.reshape(d["landmarks"], (-1, 5, 2)) for d in (got, want)]
+    d_point = np.abs(points[0] - points[1]).max(initial=0)
     assert d_point <= POINT_TOL * magnification + rounding
 
 
