@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 
 # Image file suffixes facedet reads (everything OpenCV decodes that face data sets use), lower case:
-# the one list for data folders, evaluation image ids and tools/detect.py inputs.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # ordered: tried in turn
+# the one list for data folders, evaluation image ids, tools/detect.py and the runtime's inputs.
+from facedet_runtime.sources import IMAGE_SUFFIXES  # noqa: F401  (facedet's modules import it from here)
 
 
 class Sample(TypedDict):

@@ -9,7 +9,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from facedet.cli.common import CONFIG_DIR, hydra_argv, preflight, user_errors
 from facedet.evaluation.base import to_json
@@ -34,8 +34,10 @@ def export(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         vote = train_cfg.model.postprocess.get("landmark_vote_iou", 0.0)
     kw = {"nms_in_graph": bool(cfg.nms_in_graph), "score_thresh": float(cfg.score_thresh),
           "nms_iou": float(cfg.nms_iou), "landmark_vote_iou": float(vote) if model.num_landmarks else 0.0}
+    # the model config's post-processing, applied by facedet_runtime to an export without NMS
+    post = OmegaConf.to_container(train_cfg.model.postprocess, resolve=True)
     meta = {"checkpoint": str(cfg.checkpoint), "weights": which, "model": train_cfg.model.get("name", ""),
-            "strides": model.strides}
+            "strides": model.strides, "postprocess": post}
     export_onnx(model, path, img_size=img_size, metadata=meta, optimize=bool(cfg.optimize), **kw)
     report: dict[str, Any] = {"onnx": str(path), "img_size": img_size, "weights": which,
                               "num_landmarks": model.num_landmarks, **kw}

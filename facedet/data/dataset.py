@@ -12,10 +12,8 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
@@ -23,39 +21,11 @@ from facedet.data.geometry import absent_outside
 from facedet.data.readers import Loaded  # importing it registers the READERS that DATASETS mirrors
 from facedet.data.records import LoadStats, Record
 from facedet.registry import DATASETS, READERS
+from facedet_runtime.sources import ImageError, load_image  # the runtime reads images the same way
 
 log = logging.getLogger(__name__)
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-class ImageError(ValueError):
-    """An image that cannot be used; ``reason`` is the LoadStats skip reason."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-def load_image(path: str | Path) -> np.ndarray:
-    """HxWx3 uint8 RGB. EXIF orientation is ignored, so pixels match the header size readers use
-    and the annotators' coordinates. Raises ImageError (a ValueError) naming the file when it cannot
-    be decoded or is a truncated JPEG (which OpenCV would decode with a grey bottom, silently)."""
-    try:
-        buf = np.fromfile(str(path), np.uint8)  # imdecode also copes with non-ASCII paths
-    except OSError as e:
-        raise ImageError(f"cannot read image {path}: {e}", "missing_image") from e
-    try:
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION) if buf.size else None
-    except cv2.error:  # some decoders raise rather than return None on corrupt data
-        img = None
-    if img is None:
-        raise ImageError(f"cannot decode image {path} (corrupt or not an image)", "undecodable_image")
-    # JPEG: entropy-coded data never contains FF D9 (0xFF is byte-stuffed), so a file without the
-    # end-of-image marker near its end was cut off
-    if buf[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in buf[-65536:].tobytes():
-        raise ImageError(f"truncated JPEG {path} (no end-of-image marker)", "truncated_image")
-    return img
 
 
 class FaceDataset(Dataset):

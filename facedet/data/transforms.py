@@ -22,11 +22,17 @@ from torch.utils.data import get_worker_info
 
 from facedet.registry import TRANSFORMS, ConfigError, build
 
+# the one letterbox, shared with the torch-free runtime so an exported model sees the training pixels
+from facedet_runtime.letterbox import (
+    LETTERBOX_PAD,
+    letterbox_image,
+    letterbox_shape,  # noqa: F401  (facedet.data exports it)
+)
+
 # 5-point landmark order (left eye, right eye, nose, left mouth corner, right mouth corner):
 # a horizontal flip swaps left and right.
 FLIP_ORDER = np.array([1, 0, 2, 4, 3])
 
-LETTERBOX_PAD = 128  # grey of the letterbox border (and of mosaic's empty canvas)
 STRIDE_MULTIPLE = 32  # input sizes must be a multiple of the detectors' largest stride
 
 
@@ -45,13 +51,6 @@ class Seeded(Protocol):
     def set_seed(self, seed: int) -> None: ...
 
 
-def letterbox_shape(h: int, w: int, size: int) -> tuple[float, int, int, int, int]:
-    """(ratio, resized h, resized w, pad left, pad top) for fitting an HxW image into size x size."""
-    r = size / max(h, w)
-    nh, nw = max(1, int(round(h * r))), max(1, int(round(w * r)))
-    return r, nh, nw, (size - nw) // 2, (size - nh) // 2
-
-
 @TRANSFORMS.register("letterbox")
 class Letterbox:
     """Resize keeping the aspect ratio so the long side is ``size`` (INTER_AREA when shrinking: it
@@ -68,15 +67,8 @@ class Letterbox:
         self.size, self.pad_value = int(size), int(pad_value)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        img = sample["image"]
-        h, w = img.shape[:2]
-        r, nh, nw, left, top = letterbox_shape(h, w, self.size)
-        if (nh, nw) != (h, w):
-            img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR)
-        pad = (self.pad_value,) * 3
-        img = cv2.copyMakeBorder(
-            img, top, self.size - nh - top, left, self.size - nw - left, cv2.BORDER_CONSTANT, value=pad
-        )
+        h, w = sample["image"].shape[:2]
+        img, r, (left, top) = letterbox_image(sample["image"], self.size, self.pad_value)
         shift = np.array([left, top], np.float32)
         out = dict(sample)
         out["image"] = img

@@ -23,7 +23,10 @@ value 128 as facedet's data pipeline does (H and W multiples of 32, any size). O
 
 The exporter is ``torch.onnx.export(dynamo=True)`` (``torch.export``), which traces the grid
 computation with symbolic sizes; the older TorchScript exporter bakes the export size into the
-grid. Settings are written into the model's metadata (``metadata_props``).
+grid. Settings are written into the model's metadata (``metadata_props``, JSON values, strings as
+they are): ``format`` (``facedet/1``), ``producer``, ``img_size``, ``pad_value``, ``num_landmarks``,
+``strides``, ``postprocess`` (the model's NMS settings, which ``facedet_runtime`` applies to an
+export without NMS), ``outputs``, ``nms`` and the in-graph thresholds (docs/DEPLOY.md).
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ from torchvision.ops import nms
 
 from facedet.data.transforms import check_img_size
 from facedet.postprocess.nms import vote_landmarks
-from facedet.registry import ConfigError
+from facedet.registry import POSTPROCESSORS, ConfigError
+from facedet_runtime.letterbox import LETTERBOX_PAD
+from facedet_runtime.metadata import FORMAT as RUNTIME_FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +99,22 @@ class ExportWrapper(nn.Module):
             else:
                 columns.append(points[kept])
         return torch.cat(columns, 1)
+
+
+def postprocess_node(post: Any) -> dict[str, Any]:
+    """The ``postprocess`` metadata of a model: its post-processor (``Detector.postprocess``, built
+    from the model config's ``postprocess`` node) as that node, which the runtime applies to the
+    candidates of an export without NMS (``facedet_runtime.PostProcess``)."""
+    import facedet.postprocess  # noqa: F401  (registers the NMS family)
+
+    name = next((n for n in POSTPROCESSORS.names() if POSTPROCESSORS.get(n) is type(post)), None)
+    if name is None:
+        raise ConfigError(f"the model's post-processor {type(post).__name__} is not a registered NMS")
+    node = {"type": name, **{k: getattr(post, k) for k in ("score_thresh", "nms_iou", "max_det", "pre_nms_topk",
+                                                            "landmark_vote_iou")}}
+    if name == "soft_nms":
+        node |= {"method": post.method, "sigma": post.sigma}
+    return node
 
 
 def check_writable(path: str | Path) -> Path:
@@ -145,8 +166,10 @@ def export_onnx(
                                     dynamic_shapes=dynamic, opset_version=OPSET, optimize=optimize,
                                     verbose=False)  # the exporter's progress lines; failures still raise
     proto = program.model_proto
-    meta = {"producer": "facedet", "input": "images: float32 (B, 3, H, W) RGB in [0, 1], letterboxed, pad 128",
-            "outputs": ", ".join(outputs), "img_size": img_size,
+    meta = {"format": RUNTIME_FORMAT, "producer": "facedet",
+            "input": f"images: float32 (B, 3, H, W) RGB in [0, 1], letterboxed, pad {LETTERBOX_PAD}",
+            "pad_value": LETTERBOX_PAD, "postprocess": postprocess_node(model.postprocess),
+            "strides": [int(s) for s in model.strides], "outputs": ", ".join(outputs), "img_size": img_size,
             "nms": "onnx NonMaxSuppression (IoU)" if nms_in_graph else "none",
             "score_thresh": score_thresh if nms_in_graph else None, "nms_iou": nms_iou if nms_in_graph else None,
             "num_landmarks": model.num_landmarks}

@@ -1,4 +1,5 @@
-"""Run a Predictor over images, folders and videos; write annotated media, the detections and,
+"""Run a Predictor (or anything with its contract, e.g. ``facedet_runtime.FaceDetector``) over
+images, folders and videos; write annotated media, the detections and,
 optionally, aligned face crops.
 
 ``run_detection`` returns (and the CLI writes as ``detections.json``)::
@@ -24,45 +25,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facedet.data.dataset import load_image
 from facedet.inference.align import align_face
 from facedet.inference.draw import draw_detections
-from facedet.inference.predictor import Predictor
 from facedet.inference.smoothing import BoxSmoother
-from facedet.structures import IMAGE_SUFFIXES
+from facedet_runtime.run import Detect
+from facedet_runtime.sources import detection_entries, list_sources, load_image
 
 log = logging.getLogger(__name__)
-
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
-
-
-def list_sources(source: str | Path) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
-    """(images, videos) as (path, name relative to the source) pairs, sorted."""
-    src = Path(source).expanduser()
-    if not src.exists():
-        raise FileNotFoundError(f"source not found: {src}")
-    files = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else [src]
-    base = src if src.is_dir() else src.parent
-    images = [(p, p.relative_to(base).as_posix()) for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-    videos = [(p, p.relative_to(base).as_posix()) for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
-    if not src.is_dir() and not images and not videos:
-        raise ValueError(f"{src}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) or a video "
-                         f"({', '.join(sorted(VIDEO_SUFFIXES))})")
-    return images, videos
-
-
-def _dets(pred: dict[str, np.ndarray], boxes: np.ndarray | None = None,
-          landmarks: np.ndarray | None = None) -> list[dict[str, Any]]:
-    """The json entries of one image's detections (``boxes``/``landmarks``: smoothed ones instead)."""
-    b = pred["boxes"] if boxes is None else boxes
-    points = pred.get("landmarks") if landmarks is None else landmarks
-    dets = [{"box": [round(float(v), 2) for v in box], "score": round(float(s), 4)}
-            for box, s in zip(b, pred["scores"], strict=True)]
-    if points is not None:  # 10 numbers x1, y1, ..., x5, y5, as the COCO results json's "landmarks"
-        for d, p in zip(dets, np.asarray(points).reshape(len(dets), -1), strict=True):
-            d["landmarks"] = [round(float(v), 2) for v in p]
-    return dets
-
 
 def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
@@ -101,7 +70,7 @@ def _load(chunk: list[tuple[Path, str]], skipped: dict[str, str], strict: bool) 
     return loaded
 
 
-def detect_images(predictor: Predictor, images: list[tuple[Path, str]], out_dir: Path | None, *,
+def detect_images(predictor: Detect, images: list[tuple[Path, str]], out_dir: Path | None, *,
                   batch_size: int = 8, line_width: int = 2, strict: bool = False,
                   crops_dir: Path | None = None, crop_size: int = 112) -> tuple[dict, dict]:
     """Detections per image (and annotated copies under ``out_dir`` when given; aligned crops of
@@ -112,7 +81,7 @@ def detect_images(predictor: Predictor, images: list[tuple[Path, str]], out_dir:
     for chunk in _batches(images, max(1, batch_size)):
         loaded = _load(chunk, skipped, strict)
         for (name, img), pred in zip(loaded, predictor([im for _, im in loaded]), strict=True):
-            dets = _dets(pred)
+            dets = detection_entries(pred)
             if crops_dir is not None and pred.get("landmarks") is not None:
                 for d, crop in zip(dets, write_crops(img, pred["landmarks"], name, crops_dir, crop_size), strict=True):
                     if crop is not None:
@@ -128,7 +97,7 @@ def detect_images(predictor: Predictor, images: list[tuple[Path, str]], out_dir:
     return results, skipped
 
 
-def detect_video(predictor: Predictor, path: Path, out_path: Path | None, *, smoother: BoxSmoother | None = None,
+def detect_video(predictor: Detect, path: Path, out_path: Path | None, *, smoother: BoxSmoother | None = None,
                  batch_size: int = 8, line_width: int = 2) -> dict[str, Any]:
     """Detections per frame of the video at ``path`` (boxes and points optionally smoothed over
     time), and an annotated copy at ``out_path`` (mp4v) when given. No crops: a crop per face per
@@ -162,7 +131,7 @@ def detect_video(predictor: Predictor, path: Path, out_path: Path | None, *, smo
                 boxes, points = pred["boxes"], pred.get("landmarks")
                 if smoother is not None:
                     boxes, points = smoother.smooth(boxes, points)
-                frames.append(_dets(pred, boxes, points))
+                frames.append(detection_entries(pred, boxes, points))
                 if writer is not None:
                     drawn = draw_detections(img, boxes, pred["scores"], line_width=line_width, landmarks=points)
                     writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
@@ -173,7 +142,7 @@ def detect_video(predictor: Predictor, path: Path, out_path: Path | None, *, smo
     return {"fps": fps, "width": w, "height": h, "frames": frames}
 
 
-def run_detection(predictor: Predictor, source: str | Path, out_dir: str | Path, *, save_media: bool = True,
+def run_detection(predictor: Detect, source: str | Path, out_dir: str | Path, *, save_media: bool = True,
                   smoother: BoxSmoother | None = None, batch_size: int = 8, line_width: int = 2,
                   crop_size: int | None = None) -> dict[str, Any]:
     """Detect faces in every image and video of ``source``; annotated media go to ``out_dir``, and
