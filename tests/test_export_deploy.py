@@ -227,3 +227,14 @@ def test_calibration_images_are_spread_and_letterboxed():
     x = letterboxed(img, 64)
     assert x.shape == (1, 3, 64, 64) and x.dtype == np.float32
     assert np.allclose(x[0, :, :16], 128 / 255) and np.allclose(x[0, :, 16:48], 0)  # pad 128 above and below
+
+
+def test_slim_without_onnxslim_is_a_clear_error(monkeypatch, tmp_path):
+    import sys
+
+    from facedet.export.slim import slim_onnx
+    from facedet.registry import ConfigError
+
+    monkeypatch.setitem(sys.modules, "onnxslim", None)  # import onnxslim raises ImportError
+    with pytest.raises(ConfigError, match=r"slim=true needs onnxslim .*\[deploy\].*slim=false"):
+        slim_onnx(tmp_path / "m.onnx")

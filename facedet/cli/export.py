@@ -46,7 +46,12 @@ def _export(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
           "nms_iou": float(cfg.nms_iou), "landmark_vote_iou": float(vote) if model.num_landmarks else 0.0}
     meta = {"checkpoint": str(cfg.checkpoint), "weights": which, "model": train_cfg.model.get("name", ""),
             "strides": model.strides}
-    opts = variant_options(cfg, train_cfg)  # checked before the slow part
+    opts = variant_options(cfg, train_cfg)  # options and packages checked before the slow part
+    opts.check_installed()
+    if cfg.slim:
+        from facedet.export.slim import require_onnxslim
+
+        require_onnxslim()
     # the folded copy is exported; the parity check below runs the unfolded model, so it covers the folding
     exported = fold_batchnorm(model)[0] if cfg.fold_bn else model
     export_onnx(exported, path, img_size=img_size, metadata=meta, optimize=bool(cfg.optimize), **kw)

@@ -45,14 +45,20 @@ def save_atomic(proto, path: str | Path) -> Path:
     return path
 
 
-def slim_onnx(src: str | Path, dst: str | Path | None = None) -> Path:
-    """Slim the ONNX file ``src`` with onnxslim into ``dst`` (default: ``src`` itself), keeping its
-    metadata; returns the written path. ConfigError when onnxslim is not installed."""
+def require_onnxslim():
+    """The onnxslim module; ConfigError saying how to install it (or to set slim=false) without it."""
     try:
         import onnxslim
     except ImportError as e:
         raise ConfigError(f"slim=true needs onnxslim (the [deploy] extra: pip install -e '.[deploy]'), "
                           f"or set slim=false ({e})") from e
+    return onnxslim
+
+
+def slim_onnx(src: str | Path, dst: str | Path | None = None) -> Path:
+    """Slim the ONNX file ``src`` with onnxslim into ``dst`` (default: ``src`` itself), keeping its
+    metadata; returns the written path. ConfigError when onnxslim is not installed."""
+    onnxslim = require_onnxslim()
     import onnx
 
     src = Path(src)

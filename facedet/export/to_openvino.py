@@ -43,8 +43,7 @@ def facedet_rt_info(model) -> dict[str, str]:
     """The ``rt_info["facedet"]`` entries of an OpenVINO model as a dict of strings."""
     if not model.has_rt_info([RT_INFO_KEY]):
         return {}
-    node = model.get_rt_info([RT_INFO_KEY])
-    return {k: str(v) for k, v in node.aslist().items()} if hasattr(node, "aslist") else dict(node)
+    return {k: v.astype(str) for k, v in model.get_rt_info()[RT_INFO_KEY].items()}
 
 
 def convert_to_openvino(onnx_path: str | Path, xml_path: str | Path, meta: Mapping[str, str]):

@@ -8,6 +8,7 @@ Names follow the fp32 file's: ``model.onnx`` -> ``model.int8.onnx``, ``model.xml
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +48,16 @@ class VariantOptions:
     @property
     def needs_calibration(self) -> bool:
         return self.int8 != "none"
+
+    def check_installed(self) -> None:
+        """ConfigError naming the missing package and the extra, before the slow export."""
+        needed = {"onnxruntime": self.int8 in ("ort", "both"),
+                  "openvino": self.openvino or self.int8 in ("openvino", "both"),
+                  "nncf": self.int8 in ("openvino", "both")}
+        missing = [m for m, need in needed.items() if need and importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(f"int8={self.int8} openvino={str(self.openvino).lower()} needs "
+                              f"{', '.join(missing)} (pip install -e '.[export,deploy]')")
 
 
 def file_entry(path: Path, precision: str, runtime: str) -> dict[str, Any]:
