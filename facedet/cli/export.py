@@ -46,7 +46,7 @@ def _export(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
           "nms_iou": float(cfg.nms_iou), "landmark_vote_iou": float(vote) if model.num_landmarks else 0.0}
     meta = {"checkpoint": str(cfg.checkpoint), "weights": which, "model": train_cfg.model.get("name", ""),
             "strides": model.strides}
-    opts = variant_options(cfg, train_cfg)  # options and packages checked before the slow part
+    opts = variant_options(cfg)  # options and packages checked before the slow part
     opts.check_installed()
     if cfg.slim:
         from facedet.export.slim import require_onnxslim
@@ -80,20 +80,21 @@ def _export(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     return report
 
 
-def variant_options(cfg: DictConfig, train_cfg: DictConfig) -> Any:
-    """The int8 / OpenVINO options of the export config; parity thresholds from the model config."""
+def variant_options(cfg: DictConfig) -> Any:
+    """The int8 / OpenVINO options of the export config. Parity counts detections at the export
+    config's ``score_thresh`` / ``nms_iou`` (a deployment threshold, 0.25), not the model config's,
+    which is often an evaluation threshold (0.001) where most detections are background noise."""
     from facedet.export.variants import VariantOptions
 
     int8 = cfg.get("int8") or "none"  # null (or false from the command line) = none
     if int8 is True:
         int8 = "ort"
     calib = cfg.get("calib") or {}
-    post = train_cfg.model.get("postprocess", {})
     opts = VariantOptions(int8=str(int8), openvino=bool(cfg.get("openvino", False)),
                           method=str(calib.get("method", "minmax")), exclude=str(calib.get("exclude", "decode")),
                           preprocess=bool(calib.get("preprocess", True)),
                           preset=str(calib.get("openvino_preset", "mixed")),
-                          score_thresh=float(post.get("score_thresh", 0.25)), nms_iou=float(post.get("nms_iou", 0.5)))
+                          score_thresh=float(cfg.score_thresh), nms_iou=float(cfg.nms_iou))
     if (opts.int8 != "none" or opts.openvino) and cfg.nms_in_graph:
         raise ConfigError("int8 / openvino need nms_in_graph=false (the runtime applies the model's NMS)")
     return opts
