@@ -38,7 +38,9 @@ TOL = 1e-3  # pixels for boxes, probability for scores
 
 
 def export_cfg(overrides):
-    return compose_config(overrides, name="export")
+    # slim=true (the default) needs onnxslim, of the [deploy] extra, which this file does not test
+    slim = f"slim={importlib.util.find_spec('onnxslim') is not None}"
+    return compose_config([slim, *overrides], name="export")
 
 
 @pytest.fixture(scope="module")
