@@ -73,9 +73,10 @@ def check_request(cfg: DictConfig) -> tuple[Path, str]:
 
 
 def evaluate_exported(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Evaluate ``cfg.model_file`` (an exported file, ``model=`` on the command line) with ``cfg.backend`` on ``cfg.data``'s val split. The
-    test size is ``img_size`` when given, else the one stored in the file (the training size), never
-    the data config's ``img_size`` (every data config has one, so it would always win)."""
+    """Evaluate ``cfg.model_file`` (an exported file, ``model=`` on the command line) with ``cfg.backend``
+    on ``cfg.data``'s val split. The test size is ``img_size`` when given, else the one stored in the
+    file (the training size), never the data config's ``img_size`` (every data config has one, so it
+    would always win)."""
     from facedet.builders import build_dataset, build_eval_spec, eval_settings
     from facedet.engine.evaluate import evaluate_images
 
