@@ -129,9 +129,10 @@ def run_adapter(row: dict[str, Any], list_path: Path, out_path: Path, size: int,
         cmd += ["--model", str(row["model"])]
     if row["variant"]:
         cmd += ["--variant", row["variant"]]
+    # a peer's environment gets no PYTHONPATH (only its own packages); facedet's rows get this tree first
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": str(args.threads)}
     if row["facedet"]:
-        env["PYTHONPATH"] = str(ROOT)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     print(f"  $ {shlex.join(cmd)}", flush=True)
     try:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)

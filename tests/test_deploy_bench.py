@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from bench.deploy import main as deploy_main
-from bench.deploy import peer_pythons
+from bench.deploy import parse_args, peer_pythons, plan
 from bench.deploy_out import ap50, data_config, load_out, timing
 from facedet.data.records import Record
 from facedet.registry import ConfigError
@@ -105,9 +105,23 @@ def test_peer_options_are_checked(tmp_path):
     assert peer_pythons([f"facedet_torch={sys.executable}"]) == {"facedet_torch": sys.executable}
 
 
-def test_a_missing_row_file_is_refused_and_missing_rows_are_skipped(tmp_path, capsys):
+def test_a_row_file_that_does_not_exist_is_refused(tmp_path, capsys):
     assert deploy_main(["--onnx", str(tmp_path / "none.onnx")]) == 2
-    assert "--onnx" in capsys.readouterr().err
+    assert f"--onnx {tmp_path / 'none.onnx'}: no such file" in capsys.readouterr().err
+
+
+def test_rows_without_a_file_or_a_peer_python_are_skipped_with_the_reason(tmp_path, monkeypatch):
+    import bench.deploy
+
+    (tmp_path / "m.onnx").write_bytes(b"")
+    (tmp_path / "yunet.py").write_text("")  # the peers' adapters live in bench/peers/ beside facedet's
+    monkeypatch.setattr(bench.deploy, "PEERS_DIR", tmp_path)
+    rows, skipped = plan(parse_args(["--onnx-int8", str(tmp_path / "m.onnx"), "--peer", f"yunet={sys.executable}"]))
+    assert [(r["label"], r["adapter"], r["variant"]) for r in rows] == [
+        ("facedet int8 ORT", "facedet_runtime", "onnxruntime"), ("yunet", "yunet", None)]
+    assert "facedet fp32 eager torch: skipped, no --torch file given" in skipped
+    assert "facedet OpenVINO int8: skipped, no --openvino-int8 file given" in skipped
+    assert "centerface: skipped, no --peer centerface=PYTHON given" in skipped and len(skipped) == 5 + 3
 
 
 def test_data_configs_resolve_to_the_val_split_under_the_root(tmp_path):
@@ -133,7 +147,7 @@ def test_torch_adapter_writes_the_protocol_for_its_detections(tmp_path_factory, 
     cmd = [sys.executable, str(ROOT / "bench" / "peers" / "facedet_torch.py"), "--model", str(ckpt), "--images",
            str(tmp_path / "list.txt"), "--size", "96", "--threads", "1", "--out", str(tmp_path / "OUT.json"),
            "--warmup", "1", "--latency-repeats", "3", "--score-thresh", "0.01"]
-    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=900)
     out = load_out(tmp_path / "OUT.json", images)
     assert len(out["latency_ms"]) == 3 and out["input"] == "letterbox 96x96" and out["threads"] == 1
     model, _, _ = load_detector(ckpt, score_thresh=0.01)

@@ -30,13 +30,15 @@ class PredictorRuntime:
     calls: list[dict] = []
 
     def __init__(self, path, *, backend="onnxruntime", threads=None, score_thresh=None, nms_iou=None,
-                 max_det=None, img_size=None):
+                 max_det=None, img_size=None, nms=None, landmark_vote_iou=None):
         from facedet.inference.predictor import Predictor, load_detector
 
         type(self).calls.append({"backend": backend, "score_thresh": score_thresh, "nms_iou": nms_iou,
-                                 "max_det": max_det, "img_size": img_size})
-        model, cfg, _ = load_detector(path, score_thresh=score_thresh, nms_iou=nms_iou, max_det=max_det)
-        post = OmegaConf.to_container(cfg.model.postprocess, resolve=True)
+                                 "max_det": max_det, "img_size": img_size, "nms": nms})
+        model, cfg, _ = load_detector(path, score_thresh=score_thresh, nms_iou=nms_iou, max_det=max_det, nms=nms,
+                                      landmark_vote_iou=landmark_vote_iou)
+        # the file's metadata holds the model config's post-processing (what the export wrote), not the overrides
+        post = OmegaConf.to_container(load_detector(path)[1].model.postprocess, resolve=True)
         self.metadata = {"format": "facedet/1", "postprocess": json.dumps(post), "img_size": str(cfg.data.img_size)}
         self.img_size = int(img_size or cfg.data.img_size)
         self.num_landmarks = int(cfg.model.head.get("num_landmarks", 0))
@@ -46,8 +48,8 @@ class PredictorRuntime:
         return self.predictor(images)
 
 
-class FixedSizeRuntime(PredictorRuntime):
-    """A runtime without the ``img_size`` keyword."""
+class PlainRuntime(PredictorRuntime):
+    """A runtime with only the keywords of the contract (no ``img_size``, ``nms``, ``landmark_vote_iou``)."""
 
     def __init__(self, path, *, backend="onnxruntime", threads=None, score_thresh=None, nms_iou=None, max_det=None):
         super().__init__(path, backend=backend, score_thresh=score_thresh, nms_iou=nms_iou, max_det=max_det)
@@ -84,9 +86,10 @@ def compose_config(overrides: list[str], name: str) -> object:
 COMMON = ["num_workers=0", "batch_size=4", "device=cpu"]
 
 
-@pytest.mark.parametrize("img_size", [None, 96])
-def test_exported_path_scores_like_the_checkpoint_path(runtime, ckpt, tmp_path, img_size):
+@pytest.mark.parametrize("img_size, nms", [(None, None), (96, "nms")])
+def test_exported_path_scores_like_the_checkpoint_path(runtime, ckpt, tmp_path, img_size, nms):
     size = [f"img_size={img_size}"] if img_size else []
+    size += [f"nms={nms}"] if nms else []
     by_ckpt = run(compose_config([f"checkpoint={ckpt}", *COMMON, *size], name="eval"), tmp_path / "ckpt")
     by_model = run(compose_config([f"model={ckpt}", "backend=openvino", *data_overrides(ckpt), *COMMON, *size],
                                   name="eval"), tmp_path / "model")
@@ -96,9 +99,9 @@ def test_exported_path_scores_like_the_checkpoint_path(runtime, ckpt, tmp_path, 
     s, t = by_model["settings"], by_ckpt["settings"]
     assert s["img_size"] == t["img_size"] == (img_size or 64)
     assert s["postprocess"] == t["postprocess"] and s["backend"] == "openvino" and s["data"] == "synthetic"
-    # the thresholds were passed explicitly: the model config's, not whatever default the runtime has
-    assert runtime.FaceDetector.calls[-1]["score_thresh"] == t["postprocess"]["score_thresh"]
-    assert runtime.FaceDetector.calls[-1]["img_size"] == img_size  # None: the file's own size
+    # only what was asked is passed on; None keeps the file's (the model config's) post-processing and size
+    assert runtime.FaceDetector.calls[-1]["score_thresh"] is None and runtime.FaceDetector.calls[-1]["nms"] == nms
+    assert runtime.FaceDetector.calls[-1]["img_size"] == img_size
     a = json.loads((tmp_path / "ckpt" / "predictions.json").read_text())
     b = json.loads((tmp_path / "model" / "predictions.json").read_text())
     assert len(a) == len(b) > 0 and {d["image_id"] for d in a} == {d["image_id"] for d in b}
@@ -117,7 +120,6 @@ def test_overridden_thresholds_reach_the_runtime(runtime, ckpt, tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["backend=tensorrt"], "backend=tensorrt"),
-    (["nms=soft_nms"], "nms=soft_nms cannot be used with model="),
     (["eval.tta=flip"], "test-time augmentation"),
 ])
 def test_what_the_runtime_path_cannot_do_is_refused_by_name(runtime, ckpt, tmp_path, extra, message):
@@ -130,9 +132,11 @@ def test_missing_file_data_or_runtime_are_clear_errors(runtime, ckpt, tmp_path, 
         run(compose_config([f"model={tmp_path / 'nope.onnx'}", *data_overrides(ckpt), *COMMON], name="eval"), tmp_path)
     with pytest.raises(ConfigError, match="data=<name>"):
         run(compose_config([f"model={ckpt}", *COMMON], name="eval"), tmp_path)
-    runtime.FaceDetector = FixedSizeRuntime
-    with pytest.raises(ConfigError, match="cannot run the model at another size"):
-        run(compose_config([f"model={ckpt}", *data_overrides(ckpt), *COMMON, "img_size=96"], name="eval"), tmp_path)
+    runtime.FaceDetector = PlainRuntime
+    for extra in ("img_size=96", "nms=soft_nms", "landmark_vote_iou=0"):
+        key = extra.split("=")[0]
+        with pytest.raises(ConfigError, match=f"this facedet_runtime cannot set {key}; leave {key}=null"):
+            run(compose_config([f"model={ckpt}", *data_overrides(ckpt), *COMMON, extra], name="eval"), tmp_path)
     monkeypatch.setitem(sys.modules, "facedet_runtime", None)  # not installed
     with pytest.raises(ConfigError, match="needs the runtime package facedet_runtime"):
         run(compose_config([f"model={ckpt}", *data_overrides(ckpt), *COMMON], name="eval"), tmp_path)
