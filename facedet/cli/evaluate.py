@@ -1,4 +1,5 @@
-"""``facedet-eval`` / ``tools/eval.py``: score a checkpoint, or another detector's results, with
+"""``facedet-eval`` / ``tools/eval.py``: score a checkpoint, an exported model (facedet/cli/eval_exported.py),
+or another detector's results, with
 COCO mAP (and WIDER FACE Easy/Medium/Hard with ``eval=widerface``) on a validation split."""
 
 from __future__ import annotations
@@ -127,12 +128,17 @@ def evaluate_results(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
 
 
 def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Checkpoint or results mode, whichever ``cfg`` asks for."""
+    """Checkpoint, exported model or results mode, whichever ``cfg`` asks for."""
     validate_eval_config(cfg)
     if cfg.get("results"):
         return evaluate_results(cfg, out_dir)
+    if cfg.get("model_file"):
+        from facedet.cli.eval_exported import evaluate_exported
+
+        return evaluate_exported(cfg, out_dir)
     if not cfg.get("checkpoint"):
-        raise ConfigError("Nothing to evaluate: give checkpoint=<path to a .pt> or --results <detections.json>.")
+        raise ConfigError("Nothing to evaluate: give checkpoint=<path to a .pt>, model=<exported .onnx> "
+                          "or --results <detections.json>.")
     return evaluate_checkpoint(cfg, out_dir)
 
 
@@ -168,6 +174,12 @@ def format_metrics(m: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def model_argv(argv: list[str]) -> list[str]:
+    """``model=PATH`` -> ``model_file=PATH``: ``model`` is a config group (configs/model/), so Hydra
+    would look for a model config named PATH instead of setting a key."""
+    return [f"model_file={a.split('=', 1)[1]}" if a.startswith("model=") else a for a in argv]
+
+
 def results_argv(argv: list[str]) -> list[str]:
     """``--results PATH`` / ``--results=PATH`` -> the Hydra override ``results=PATH`` (Hydra owns argv)."""
     out, i = [], 0
@@ -194,7 +206,7 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = results_argv(hydra_argv(argv))
+    args = model_argv(results_argv(hydra_argv(argv)))
     hydra_argv(args)  # Hydra reads the flags as overrides
     preflight(args, "eval")
     _main()

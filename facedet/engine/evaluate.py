@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -67,6 +68,36 @@ def evaluate(
     model.train(was_training)
     return finish_evaluation(evaluators, settings=settings, tta=tta, results_path=results_path,
                              pr_curve_path=pr_curve_path)
+
+
+def evaluate_images(
+    predict: Callable[[Sequence[np.ndarray]], list[dict[str, np.ndarray]]],
+    records: Sequence[Any],
+    *,
+    evaluators: Sequence[Any],
+    batch_size: int = 16,
+    settings: dict[str, Any] | None = None,
+    results_path: str | Path | None = None,
+    pr_curve_path: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Metrics of a detector with the Predictor contract (``predict(images)``: HxWx3 uint8 RGB arrays
+    -> per image ``{boxes, scores[, landmarks]}`` numpy in original pixels), run on the original images
+    of ``records`` (read as the data sets read them): an exported model in a runtime letterboxes
+    itself, so it is fed what a user would feed it, and scored by the same evaluators as ``evaluate``."""
+    from facedet.data.dataset import load_image
+
+    evaluators = list(evaluators)
+    for ev in evaluators:
+        ev.reset()
+    for start in tqdm(range(0, len(records), batch_size), desc="eval", leave=False, disable=not progress):
+        chunk = records[start:start + batch_size]
+        preds = predict([load_image(r.image_path) for r in chunk])
+        mapped = [{k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in p.items()} for p in preds]
+        for ev in evaluators:
+            ev.update(mapped, [r.image_id for r in chunk])
+    return finish_evaluation(evaluators, settings=settings, results_path=results_path, pr_curve_path=pr_curve_path,
+                             tta=TTA())
 
 
 def finish_evaluation(
