@@ -47,11 +47,11 @@ class Row:
 
 FACEDET_ROWS = (
     Row("facedet fp32 eager torch", "torch", "facedet_torch", "torch"),
-    Row("facedet fp32 ORT", "onnx", "facedet_runtime", "onnxruntime"),
-    Row("facedet fp32 ORT folded+slim", "onnx_slim", "facedet_runtime", "onnxruntime"),
-    Row("facedet int8 ORT", "onnx_int8", "facedet_runtime", "onnxruntime"),
-    Row("facedet OpenVINO fp32", "openvino", "facedet_runtime", "openvino"),
-    Row("facedet OpenVINO int8", "openvino_int8", "facedet_runtime", "openvino"),
+    Row("facedet fp32 ORT", "onnx", "facedet_exported", "onnxruntime"),
+    Row("facedet fp32 ORT folded+slim", "onnx_slim", "facedet_exported", "onnxruntime"),
+    Row("facedet int8 ORT", "onnx_int8", "facedet_exported", "onnxruntime"),
+    Row("facedet OpenVINO fp32", "openvino", "facedet_exported", "openvino"),
+    Row("facedet OpenVINO int8", "openvino_int8", "facedet_exported", "openvino"),
 )
 PEERS = ("retinaface_mnet025", "yunet", "blazeface", "centerface")  # the peers, bench/peers/<name>.py
 

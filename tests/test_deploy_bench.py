@@ -118,7 +118,7 @@ def test_rows_without_a_file_or_a_peer_python_are_skipped_with_the_reason(tmp_pa
     monkeypatch.setattr(bench.deploy, "PEERS_DIR", tmp_path)
     rows, skipped = plan(parse_args(["--onnx-int8", str(tmp_path / "m.onnx"), "--peer", f"yunet={sys.executable}"]))
     assert [(r["label"], r["adapter"], r["variant"]) for r in rows] == [
-        ("facedet int8 ORT", "facedet_runtime", "onnxruntime"), ("yunet", "yunet", None)]
+        ("facedet int8 ORT", "facedet_exported", "onnxruntime"), ("yunet", "yunet", None)]
     assert "facedet fp32 eager torch: skipped, no --torch file given" in skipped
     assert "facedet OpenVINO int8: skipped, no --openvino-int8 file given" in skipped
     assert "centerface: skipped, no --peer centerface=PYTHON given" in skipped and len(skipped) == 5 + 3

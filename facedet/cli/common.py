@@ -209,3 +209,9 @@ def hydra_argv(argv: list[str] | None) -> list[str]:
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     return sys.argv[1:]
+
+
+def model_argv(argv: list[str]) -> list[str]:
+    """``model=PATH`` -> ``model_file=PATH``: ``model`` is a config group (configs/model/), so Hydra
+    would look for a model config named PATH instead of setting a key."""
+    return [f"model_file={a.split('=', 1)[1]}" if a.startswith("model=") else a for a in argv]

@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from facedet.cli.common import CONFIG_DIR, hydra_argv, preflight, user_errors
+from facedet.cli.common import CONFIG_DIR, hydra_argv, model_argv, preflight, user_errors
 from facedet.evaluation.base import to_json
 from facedet.registry import ConfigError
 
@@ -129,7 +129,9 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    preflight(hydra_argv(argv), "detect")
+    args = model_argv(hydra_argv(argv))
+    hydra_argv(args)  # Hydra reads the flags as overrides
+    preflight(args, "detect")
     _main()
 
 

@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from facedet.cli.common import CONFIG_DIR, hydra_argv, preflight, user_errors
+from facedet.cli.common import CONFIG_DIR, hydra_argv, model_argv, preflight, user_errors
 from facedet.config_check import validate_eval_config
 from facedet.evaluation.base import to_json
 from facedet.registry import ConfigError
@@ -172,12 +172,6 @@ def format_metrics(m: dict[str, Any]) -> str:
         lines.append(f"WIDER FACE  Easy {f(m['wider_easy'])}  Medium {f(m['wider_medium'])}  "
                      f"Hard {f(m['wider_hard'])}  ({m.get('wider_images')} images)")
     return "\n".join(lines)
-
-
-def model_argv(argv: list[str]) -> list[str]:
-    """``model=PATH`` -> ``model_file=PATH``: ``model`` is a config group (configs/model/), so Hydra
-    would look for a model config named PATH instead of setting a key."""
-    return [f"model_file={a.split('=', 1)[1]}" if a.startswith("model=") else a for a in argv]
 
 
 def results_argv(argv: list[str]) -> list[str]:

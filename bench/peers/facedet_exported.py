@@ -1,6 +1,6 @@
 """Bench adapter: a facedet export run by the torch-free runtime (``facedet_runtime.FaceDetector``).
 
-    python bench/peers/facedet_runtime.py --model model.onnx --variant onnxruntime|openvino \\
+    python bench/peers/facedet_exported.py --model model.onnx --variant onnxruntime|openvino \\
         --images LIST.txt --size 320 --threads 2 --out OUT.json
 
 Input: the runtime letterboxes each image to SxS (longer side S, pad 128), as training and
@@ -20,11 +20,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 from facedet_common import parser, run, version_of  # the sibling module: this folder is sys.path[0]
-
-# This file is named like the package it drives: with its folder first on sys.path, ``import
-# facedet_runtime`` would import this script again. Drop the folder before importing the package.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 
 def open_detector(path: str, variant: str, *, size: int, threads: int, score_thresh: float):  # noqa: ANN201
