@@ -58,13 +58,24 @@ class _Records(logging.Handler):
 
 @pytest.fixture(scope="module")
 def deployed(ckpt, tmp_path_factory):
-    """facedet-export with every variant installed, root logging at INFO as under Hydra: (report,
-    folder, the log records that reached a handler, stdout)."""
+    """facedet-export with ONNX Runtime int8, root logging at INFO as under Hydra: (report, folder,
+    the log records that reached a handler, stdout)."""
+    return _deploy(ckpt, tmp_path_factory, openvino=False)
+
+
+@pytest.fixture(scope="module")
+def deployed_openvino(ckpt, tmp_path_factory):
+    """The same with the OpenVINO IRs (fp32 and NNCF int8) too. Slow tests only: OpenVINO/NNCF loaded
+    in the test process beside torch crashed it (SIGSEGV) several tests later in the full suite."""
+    return _deploy(ckpt, tmp_path_factory, openvino=True)
+
+
+def _deploy(ckpt, tmp_path_factory, *, openvino: bool):
     if not EXPORT:
         pytest.skip("the [export] extra is not installed")
     out = tmp_path_factory.mktemp("deploy")
     overrides = [f"checkpoint={ckpt}", f"out={out / 'm.onnx'}", f"slim={str(SLIM).lower()}",
-                 f"int8={'both' if OPENVINO else 'ort'}", f"openvino={str(OPENVINO).lower()}",
+                 f"int8={'both' if openvino else 'ort'}", f"openvino={str(openvino).lower()}",
                  "calib.images=8", "calib.verify_images=4"]
     root, handler = logging.getLogger(), _Records()
     level = root.level
@@ -204,13 +215,14 @@ def test_ort_int8_is_qdq_per_channel_with_the_metadata_and_tracks_fp32(deployed)
 
 
 @needs_openvino
-def test_openvino_irs_exist_with_the_metadata_in_rt_info(deployed):
+@pytest.mark.slow
+def test_openvino_irs_exist_with_the_metadata_in_rt_info(deployed_openvino):
     import onnx
     import openvino as ov
 
     from facedet.export.to_openvino import facedet_rt_info
 
-    report, out, _, _ = deployed
+    report, out, _, _ = deployed_openvino
     fp32 = {p.key: p.value for p in onnx.load(report["onnx"]).metadata_props}
     for name, precision in (("m.xml", "fp32"), ("m.int8.xml", "int8-nncf")):
         assert (out / name).exists() and (out / name).with_suffix(".bin").exists()
