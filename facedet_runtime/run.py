@@ -57,19 +57,26 @@ def detect_video(detector: Detect, path: Path, *, batch_size: int = 8) -> dict[s
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     frames: list[list[dict[str, Any]]] = []
     try:
-        done = False
-        while not done:
-            batch = []
-            while len(batch) < max(1, batch_size):
-                ok, frame = cap.read()
-                if not ok:
-                    done = True
-                    break
-                batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        for batch in frame_batches(cap, batch_size):
             frames.extend(detection_entries(pred) for pred in detector(batch))
     finally:
         cap.release()
     return {"fps": fps, "width": w, "height": h, "frames": frames}
+
+
+def frame_batches(cap: cv2.VideoCapture, batch_size: int) -> Iterator[list[np.ndarray]]:
+    """The frames of an opened video as RGB arrays, ``batch_size`` at a time (the last batch may be
+    shorter or empty)."""
+    done = False
+    while not done:
+        batch = []
+        while len(batch) < max(1, batch_size):
+            ok, frame = cap.read()
+            if not ok:
+                done = True
+                break
+            batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        yield batch
 
 
 def detect_source(detector: Detect, source: str | Path, *, batch_size: int = 8) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import numpy as np
 from facedet.inference.align import align_face
 from facedet.inference.draw import draw_detections
 from facedet.inference.smoothing import BoxSmoother
-from facedet_runtime.run import Detect
+from facedet_runtime.run import Detect, frame_batches
 from facedet_runtime.sources import detection_entries, list_sources, load_image
 
 log = logging.getLogger(__name__)
@@ -118,15 +118,7 @@ def detect_video(predictor: Detect, path: Path, out_path: Path | None, *, smooth
         smoother.reset()
     frames: list[list[dict[str, Any]]] = []
     try:
-        done = False
-        while not done:
-            batch = []
-            while len(batch) < max(1, batch_size):
-                ok, frame = cap.read()
-                if not ok:
-                    done = True
-                    break
-                batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        for batch in frame_batches(cap, batch_size):
             for img, pred in zip(batch, predictor(batch), strict=True):
                 boxes, points = pred["boxes"], pred.get("landmarks")
                 if smoother is not None:
