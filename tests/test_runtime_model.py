@@ -28,7 +28,7 @@ from facedet.models import build_detector
 from facedet_runtime import FaceDetector, load_image
 
 from .conftest import compose_config
-from .runtime_utils import CLI, run_without_torch
+from .runtime_utils import CLI, ROOT, run_without_torch
 
 pytestmark = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxscript", "onnxruntime")),
                                 reason="the [export] extra is not installed")
@@ -166,6 +166,31 @@ def test_cli_without_torch_finds_the_predictors_faces(exported, images, referenc
         assert_same(from_json(entry["detections"]), want, scale=scale_of(image), rounded=1)
         total += len(entry["detections"])
     assert total >= 10  # the comparison compared something
+
+
+def test_bench_adapter_without_torch_writes_the_predictors_faces(exported, checkpoint, images, reference, tmp_path):
+    """bench/peers/facedet_exported.py (the deploy bench's runtime rows) on the PNGs, torch blocked:
+    OUT.json holds the Predictor's detections and points, best first."""
+    pngs = sorted(images.glob("*.png"))
+    (tmp_path / "list.txt").write_text("\n".join(str(p) for p in pngs) + "\n")
+    thresh = torch.load(checkpoint, weights_only=False)["config"]["model"]["postprocess"]["score_thresh"]
+    adapter = ROOT / "bench" / "peers" / "facedet_exported.py"
+    code = f"sys.path.insert(0, {str(adapter.parent)!r})\nsys.argv[0] = {str(adapter)!r}\n" + \
+        "import runpy\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
+    proc = run_without_torch(code, "--model", str(exported), "--images", str(tmp_path / "list.txt"), "--size",
+                             str(SIZE), "--threads", "1", "--out", str(tmp_path / "OUT.json"), "--warmup", "1",
+                             "--latency-repeats", "2", "--score-thresh", str(thresh))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads((tmp_path / "OUT.json").read_text())
+    assert out["images"] == len(pngs) and len(out["latency_ms"]) == 2 and out["variant"] == "onnxruntime"
+    total = 0
+    for p in pngs:
+        rows = np.asarray(out["detections"][str(p)], np.float64).reshape(-1, 5)
+        assert np.all(np.diff(rows[:, 4]) <= 0)
+        got = {"boxes": rows[:, :4], "scores": rows[:, 4], "landmarks": out["points"].get(str(p), [])}
+        assert_same(got, reference[p.name], scale=scale_of(load_image(p)))
+        total += len(rows)
+    assert total >= 10
 
 
 def test_face_detector_matches_the_predictor_in_process(exported, images, reference):

@@ -37,6 +37,11 @@ class Detections:
     points: np.ndarray | None = None
 
 
+# facedet's rows keep scores down to this when --score-thresh is not given: low enough for AP (the
+# precision-recall tail), high enough that NMS is not timed on thousands of near-zero candidates
+FACEDET_SCORE_THRESH = 0.02
+
+
 @dataclass
 class AdapterInfo:
     """What OUT.json says about the detector besides its detections."""
@@ -86,8 +91,10 @@ def read_list(path: Path) -> list[str]:
 
 
 def read_bgr(path: str) -> np.ndarray:
-    """Decode an image as OpenCV does (HxWx3 uint8 BGR); an unreadable file is an error naming it."""
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    """Decode an image as OpenCV does (HxWx3 uint8 BGR) but without applying its EXIF orientation:
+    the labels are in the stored pixels, as facedet's data sets read them. An unreadable file is an
+    error naming it."""
+    img = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None:
         raise SystemExit(f"cannot decode image {path!r}")
     return img
@@ -123,7 +130,12 @@ def _rows(det: Detections) -> tuple[list[list[float]], list[list[list[float]]] |
     if det.points is None:
         return rows, None
     pts = np.asarray(det.points, dtype=np.float64).reshape(-1, 5, 2)
-    return rows, [pts[i].tolist() for i in order]
+    return rows, [[[None if np.isnan(v) else float(v) for v in p] for p in pts[i]] for i in order]
+
+
+def from_facedet(pred: dict[str, np.ndarray]) -> Detections:
+    """A facedet ``Predictor`` / runtime result (``boxes``, ``scores``, optional ``landmarks``) as Detections."""
+    return Detections(pred["boxes"], pred["scores"], pred.get("landmarks"))
 
 
 def run(args: argparse.Namespace, info: AdapterInfo, detect: Callable[[np.ndarray], Detections]) -> dict:

@@ -95,6 +95,7 @@ def variant_options(cfg: DictConfig) -> Any:
     opts = VariantOptions(int8=str(int8), openvino=bool(cfg.get("openvino", False)),
                           method=str(calib.get("method", "minmax")), exclude=str(calib.get("exclude", "decode")),
                           preprocess=bool(calib.get("preprocess", True)),
+                          activations=str(calib.get("activations", "uint8")),
                           preset=str(calib.get("openvino_preset", "mixed")),
                           score_thresh=float(cfg.score_thresh), nms_iou=float(cfg.nms_iou))
     if (opts.int8 != "none" or opts.openvino) and cfg.nms_in_graph:

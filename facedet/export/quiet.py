@@ -38,7 +38,9 @@ def library_logs_at_debug(names: tuple[str, ...] = LIBRARY_LOGGERS) -> Iterator[
 
     A filter on a logger only sees records logged on that very logger, not its children's, so the
     filter goes on the handlers records reach instead: the root logger's handlers, plus any handler
-    a library attached to its own logger (NNCF does). Records of other loggers pass untouched."""
+    a library attached to its own logger (NNCF does). The named loggers get the filter too, for the
+    records logged on them directly: a library first imported inside the block (NNCF is) attaches its
+    handler after the handlers were listed. Records of other loggers pass untouched."""
     demote = _Demote()
 
     folders = tuple(f"{os.sep}{p}{os.sep}" for p in ROOT_LOGGING_PACKAGES)
@@ -53,10 +55,11 @@ def library_logs_at_debug(names: tuple[str, ...] = LIBRARY_LOGGERS) -> Iterator[
     handlers = list(logging.getLogger().handlers)
     for name in names:
         handlers += logging.getLogger(name).handlers
-    for h in handlers:
+    loggers = [logging.getLogger(name) for name in names]
+    for h in handlers + loggers:
         h.addFilter(only_libraries)
     try:
         yield
     finally:
-        for h in handlers:
+        for h in handlers + loggers:
             h.removeFilter(only_libraries)

@@ -58,11 +58,13 @@ def convert_to_openvino(onnx_path: str | Path, xml_path: str | Path, meta: Mappi
 
 
 def quantize_openvino_int8(onnx_path: str | Path, xml_path: str | Path, batches: Sequence[np.ndarray],
-                           meta: Mapping[str, str], *, preset: str = "mixed") -> Path:
+                           meta: Mapping[str, str], *, preset: str = "mixed", ignored: Sequence[str] = ()) -> Path:
     """NNCF post-training int8 quantization of ``onnx_path`` (converted to OpenVINO) calibrated on
     ``batches``; saved as IR at ``xml_path`` with ``meta`` and ``precision`` = ``int8-nncf``.
     ``preset`` ``mixed``: asymmetric activations (most of this detector's activations are leaky or
-    sigmoid outputs, far from symmetric about 0), symmetric weights; ``performance``: both symmetric."""
+    sigmoid outputs, far from symmetric about 0), symmetric weights; ``performance``: both symmetric.
+    ``ignored``: ONNX node names kept in float (NNCF's ignored scope; the OpenVINO frontend keeps most
+    ONNX node names as friendly names, and the few it renames are skipped rather than an error)."""
     ov = _openvino()
     try:
         import nncf
@@ -74,10 +76,12 @@ def quantize_openvino_int8(onnx_path: str | Path, xml_path: str | Path, batches:
     model = ov.convert_model(str(onnx_path))
     dataset = nncf.Dataset(list(batches))
     with contextlib.redirect_stdout(io.StringIO()) as bars:  # NNCF's progress bars (rich, on stdout)
-        quantized = nncf.quantize(model, dataset, preset=presets[preset], subset_size=len(batches))
+        quantized = nncf.quantize(model, dataset, preset=presets[preset], subset_size=len(batches),
+                                  ignored_scope=nncf.IgnoredScope(names=list(ignored), validate=False))
     log.debug("NNCF: %s", bars.getvalue().strip())
     set_facedet_rt_info(quantized, {**meta, "precision": "int8-nncf",
-                                    "calibration": json.dumps({"method": f"nncf-{preset}", "images": len(batches)})})
+                                    "calibration": json.dumps({"method": f"nncf-{preset}", "images": len(batches),
+                                                                    "ignored_nodes": len(ignored)})})
     ov.save_model(quantized, str(xml_path), compress_to_fp16=False)
     log.info("OpenVINO int8 IR (NNCF, %s preset, %d images): %s", preset, len(batches), Path(xml_path).name)
     return Path(xml_path)

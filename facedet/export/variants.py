@@ -29,7 +29,8 @@ INT8_CHOICES = ("none", "ort", "openvino", "both")
 @dataclass(frozen=True)
 class VariantOptions:
     """What to write: ``int8`` one of INT8_CHOICES, ``openvino`` the fp32 IR; the ORT calibration
-    ``method``, ``exclude`` (facedet.export.quantize_ort), ``preprocess``; NNCF's ``preset``; the
+    ``method``, ``exclude`` (facedet.export.quantize_ort; NNCF keeps the same nodes in float),
+    ``preprocess``, ``activations``; NNCF's ``preset``; the
     parity thresholds."""
 
     int8: str = "none"
@@ -37,6 +38,7 @@ class VariantOptions:
     method: str = "minmax"
     exclude: str = "decode"
     preprocess: bool = True
+    activations: str = "uint8"
     preset: str = "mixed"
     score_thresh: float = 0.25
     nms_iou: float = 0.5
@@ -85,7 +87,7 @@ def write_variants(fp32: str | Path, opts: VariantOptions, *, calibration: Seque
         from facedet.export.quantize_ort import quantize_onnx_int8
 
         out = quantize_onnx_int8(fp32, stem.with_suffix(".int8.onnx"), calibration, method=opts.method,
-                                 exclude=opts.exclude, preprocess=opts.preprocess)
+                                 exclude=opts.exclude, preprocess=opts.preprocess, activations=opts.activations)
         written.append((out, "int8-qdq", "onnxruntime"))
     if opts.openvino or opts.int8 in ("openvino", "both"):
         from facedet.export.to_openvino import convert_to_openvino, quantize_openvino_int8
@@ -94,7 +96,11 @@ def write_variants(fp32: str | Path, opts: VariantOptions, *, calibration: Seque
             convert_to_openvino(fp32, stem.with_suffix(".xml"), meta)
             written.append((stem.with_suffix(".xml"), "fp32", "openvino"))
         if opts.int8 in ("openvino", "both"):
-            out = quantize_openvino_int8(fp32, stem.with_suffix(".int8.xml"), calibration, meta, preset=opts.preset)
+            from facedet.export.quantize_ort import nodes_to_exclude
+
+            ignored = nodes_to_exclude(onnx.load(str(fp32), load_external_data=False), opts.exclude)
+            out = quantize_openvino_int8(fp32, stem.with_suffix(".int8.xml"), calibration, meta, preset=opts.preset,
+                                         ignored=ignored)
             written.append((out, "int8-nncf", "openvino"))
     entries = []
     reference = make_runner(fp32) if verification and written else None
