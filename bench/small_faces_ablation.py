@@ -45,22 +45,36 @@ ROWS: dict[str, list[str]] = {
 METRICS = ("AP50", "AP", "AP50_tiny")
 
 
-def run_row(name: str, overrides: list[str], seed: int, out: Path) -> dict | None:
-    """Train one row and seed (or read it back when done); its final metrics and wall time."""
+def run_row(name: str, overrides: list[str], seed: int, out: Path, test_sizes: list[int]) -> dict | None:
+    """Train one row and seed (or read it back when done); its final metrics and wall time, plus
+    ``final@<size>``: the last model tested at each of ``test_sizes`` (free at training time)."""
     run_dir = (out / name / f"seed{seed}").absolute()
     metrics = run_dir / "metrics.json"
-    if metrics.exists() and not json.loads(metrics.read_text()).get("interrupted"):
-        return json.loads(metrics.read_text())
-    last = run_dir / "checkpoints" / "last.pt"
-    resume = [f"train.resume={last}"] if last.exists() else []
-    cmd = [sys.executable, "tools/train.py", "experiment=facemask", *overrides, f"seed={seed}",
-           f"hydra.run.dir={run_dir}", "train.vis_images=0", *resume]
+    if not metrics.exists() or json.loads(metrics.read_text()).get("interrupted"):
+        last = run_dir / "checkpoints" / "last.pt"
+        resume = [f"train.resume={last}"] if last.exists() else []
+        cmd = [sys.executable, "tools/train.py", "experiment=facemask", *overrides, f"seed={seed}",
+               f"hydra.run.dir={run_dir}", "train.vis_images=0", *resume]
+        if not call(cmd):
+            return None
+    result = json.loads(metrics.read_text())
+    for size in test_sizes:
+        sized = run_dir / f"test{size}" / "metrics.json"
+        if not sized.exists():
+            call([sys.executable, "tools/eval.py", f"checkpoint={run_dir / 'checkpoints' / 'last.pt'}",
+                  f"img_size={size}", f"hydra.run.dir={sized.parent}"])
+        if sized.exists():
+            result[f"final@{size}"] = json.loads(sized.read_text())
+    return result
+
+
+def call(cmd: list[str]) -> bool:
+    """Run one facedet command from the project root; False (and its last error line) on failure."""
     print(f"[{time.strftime('%H:%M:%S')}] {' '.join(cmd[1:])}", flush=True)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode:
         print(f"  exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
-        return None
-    return json.loads(metrics.read_text())
+    return proc.returncode == 0
 
 
 def summary(values: list[float]) -> str:
@@ -78,6 +92,10 @@ def main() -> None:
     ap.add_argument("--teacher", help="the teacher checkpoint of the distill row")
     ap.add_argument("--distill-epochs", type=int, default=14, help="the distilled student's epochs (2.6x per step)")
     ap.add_argument("--out", default="runs/ablation-small-faces")
+    ap.add_argument("--test-sizes", nargs="*", type=int, default=[416],
+                    help="also test each row's last model at these sizes (the recipe trains at 320)")
+    ap.add_argument("--common", nargs="*", default=[],
+                    help="overrides added to every row, e.g. train.threads=1 to run two benches side by side")
     args = ap.parse_args()
     print_header()
     rows = {r: list(ROWS[r]) for r in args.rows}
@@ -87,16 +105,19 @@ def main() -> None:
         rows["distill"] = [f"distill.teacher={Path(args.teacher).absolute()}", f"train.epochs={args.distill_epochs}"]
     if args.row:
         rows[args.row[0]] = args.row[1:]
+    rows = {name: overrides + args.common for name, overrides in rows.items()}
     results: dict[str, list[dict]] = {}
     for name, overrides in rows.items():
         for seed in args.seeds:
-            m = run_row(name, overrides, seed, Path(args.out))
+            m = run_row(name, overrides, seed, Path(args.out), args.test_sizes)
             if m is not None:
                 results.setdefault(name, []).append(m)
-    print(f"\n| row | overrides | seeds | {' | '.join(METRICS)} | minutes |")
-    print("|---|---|---|" + "---|" * (len(METRICS) + 1))
+    columns = [("final", k, k) for k in METRICS] + [
+        (f"final@{s}", k, f"{k} @{s}") for s in args.test_sizes for k in METRICS]
+    print(f"\n| row | overrides | seeds | {' | '.join(c[2] for c in columns)} | minutes |")
+    print("|---|---|---|" + "---|" * (len(columns) + 1))
     for name, runs in results.items():
-        cells = [summary([float(r["final"].get(k, float("nan"))) for r in runs]) for k in METRICS]
+        cells = [summary([float(r.get(part, {}).get(k, float("nan"))) for r in runs]) for part, k, _ in columns]
         minutes = summary([r["train_seconds"] / 60 for r in runs])
         print(f"| {name} | `{' '.join(rows[name]) or '-'}` | {len(runs)} | {' | '.join(cells)} | {minutes} |")
 
