@@ -234,6 +234,27 @@ def test_ort_int8_activations_are_uint8_so_every_conv_runs_as_an_int8_kernel(dep
 
 
 @needs_export
+def test_ort_int8_boxes_follow_fp32_when_run_larger_than_calibrated(deployed):
+    """The anchor grids are computed from the input's shape and stay in float: calibrated at S and run
+    at 3S, the int8 boxes of the cells beyond S are where fp32 puts them, not clipped at about S (as
+    they were when the grid's nodes were quantized with ranges seen at S)."""
+    import onnxruntime as ort
+
+    report, _, _, _ = deployed
+    files = {"fp32": report["onnx"], "int8": _file(report, "int8-qdq")["path"]}
+    sess = {k: ort.InferenceSession(str(v), providers=["CPUExecutionProvider"]) for k, v in files.items()}
+    meta_size = int(sess["fp32"].get_modelmeta().custom_metadata_map["img_size"].strip('"'))
+    big = 3 * meta_size  # the export (and calibration) size is the training size
+    x = np.random.default_rng(0).random((1, 3, big, big), dtype=np.float32)
+    boxes = {k: s.run(None, {"images": x})[0][0] for k, s in sess.items()}
+    centre = (boxes["fp32"][:, :2] + boxes["fp32"][:, 2:]) / 2
+    beyond = (centre > 1.5 * meta_size).any(axis=1)
+    assert beyond.sum() > 10
+    error = np.abs(boxes["int8"] - boxes["fp32"])[beyond].max(axis=1)
+    assert np.median(error) < 0.1 * meta_size
+
+
+@needs_export
 def test_unknown_int8_activation_type_is_a_config_error(tmp_path):
     from facedet.export.quantize_ort import quantize_onnx_int8
 

@@ -8,10 +8,10 @@ folded convolutions from rounding to zero.
 
 ``exclude`` keeps parts in float:
 
-- ``decode``: every node downstream of the head's prediction convs (sigmoid, grid offsets, anchor
-  scaling, concatenation). These carry box coordinates in input pixels: an int8 tensor over
-  [0, 320] has steps of more than a pixel, which moves every box, while their cost is a few
-  elementwise ops on small tensors.
+- ``decode``: every node outside the network that computes the head's prediction convs (sigmoid,
+  grid offsets and the grids themselves, anchor scaling, concatenation). These carry box coordinates
+  in input pixels: an int8 tensor over [0, 320] has steps of more than a pixel, which moves every
+  box, while their cost is a few elementwise ops on small tensors.
 - ``head``: the prediction convs themselves as well (their outputs are logits whose range spans
   both confident faces and background).
 - ``none``: quantize everything ORT can.
@@ -50,23 +50,24 @@ def prediction_convs(proto) -> list[str]:
             if n.op_type == "Conv" and len(n.input) > 1 and PREDICTION_WEIGHTS in n.input[1]]
 
 
-def downstream_nodes(proto, start: Sequence[str]) -> list[str]:
-    """Names of the nodes that read, directly or through others, an output of a node in ``start``
-    (``start`` itself not included). The graph is topologically sorted, as ONNX requires."""
-    names = set(start)
-    tainted: set[str] = set()
-    out = []
-    for node in proto.graph.node:
-        if node.name in names:
-            tainted.update(node.output)
-        elif any(i in tainted for i in node.input):
-            tainted.update(node.output)
-            out.append(node.name)
-    return out
+def upstream_nodes(proto, targets: Sequence[str]) -> set[str]:
+    """Names of the nodes in ``targets`` and of every node they read from, directly or through
+    others: the network that computes them. The graph is topologically sorted, as ONNX requires."""
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    wanted = set(targets)
+    needed: set[str] = set()
+    for node in reversed(proto.graph.node):
+        if node.name in wanted or any(out in needed for out in node.output):
+            needed.update(i for i in node.input if i in producer)
+            wanted.add(node.name)
+    return wanted
 
 
 def nodes_to_exclude(proto, exclude: str) -> list[str]:
-    """The node names kept in float for ``exclude`` (see the module docstring)."""
+    """The node names kept in float for ``exclude`` (see the module docstring). ``decode`` keeps every
+    node that no prediction conv depends on: the decoding after the head *and* the anchor grids it
+    adds, which are computed from the input's shape. Calibrated at one size, a quantized grid would
+    clip every box to that size when the model runs larger (at 640, boxes stopped at about 330 px)."""
     if exclude not in EXCLUDE:
         raise ConfigError(f"int8 exclude must be one of {', '.join(EXCLUDE)}, got {exclude!r}")
     if exclude == "none":
@@ -74,7 +75,9 @@ def nodes_to_exclude(proto, exclude: str) -> list[str]:
     preds = prediction_convs(proto)
     if not preds:
         raise RuntimeError(f"no Conv node reads a '{PREDICTION_WEIGHTS}*' weight: cannot find the head to exclude")
-    return downstream_nodes(proto, preds) + (preds if exclude == "head" else [])
+    network = upstream_nodes(proto, preds)
+    kept = [n.name for n in proto.graph.node if n.name not in network]
+    return kept + (preds if exclude == "head" else [])
 
 
 def quantize_onnx_int8(src: str | Path, dst: str | Path, batches: Sequence[np.ndarray], *, method: str = "minmax",
