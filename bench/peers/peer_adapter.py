@@ -182,3 +182,18 @@ def run(args: argparse.Namespace, info: AdapterInfo, detect: Callable[[np.ndarra
     print(f"{info.name}: {len(paths)} images, {n_det} detections, latency median {med:.2f} ms -> {args.out}",
           file=sys.stderr)
     return out
+
+
+def ort_threads_note(threads: int) -> str:
+    """How an ONNX Runtime adapter applies ``--threads`` (the OUT.json ``threads_note``)."""
+    return f"onnxruntime intra_op_num_threads={threads} inter_op=1; cv2.setNumThreads({threads})"
+
+
+def main(doc: str, build: Callable[[argparse.Namespace], tuple[AdapterInfo, Callable[[np.ndarray], Detections]]],
+         argv: Sequence[str] | None = None, variants: Sequence[str] = ()) -> int:
+    """An adapter script's whole ``main``: the command line (described by ``doc``'s first line),
+    ``build(args) -> (info, detect)``, then :func:`run`; the exit status."""
+    args = parse_args(doc.splitlines()[0], argv, variants)
+    info, detect = build(args)
+    run(args, info, detect)
+    return 0

@@ -28,7 +28,8 @@ from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
-from peer_adapter import AdapterInfo, Detections, parse_args, resize_longer, run
+from peer_adapter import AdapterInfo, Detections, resize_longer
+from peer_adapter import main as adapter_main
 
 
 def build(args: argparse.Namespace) -> tuple[AdapterInfo, Callable[[np.ndarray], Detections]]:
@@ -62,10 +63,7 @@ def build(args: argparse.Namespace) -> tuple[AdapterInfo, Callable[[np.ndarray],
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(__doc__.splitlines()[0], argv)
-    info, detect = build(args)
-    run(args, info, detect)
-    return 0
+    return adapter_main(__doc__, build, argv)
 
 
 if __name__ == "__main__":
