@@ -5,6 +5,10 @@ CPU threads. The data loading, evaluation and EMA of a real epoch are not timed,
 upper bound on the change of a whole epoch's time.
 
     python bench/distill_speed.py --threads 1 --steps 5
+    python bench/distill_speed.py --teacher runs/facemask-tuned/checkpoints/last.pt   # a trained teacher
+
+With ``--teacher`` the teacher is that facedet checkpoint (its EMA weights, as ``distill.teacher`` loads
+it) and the "teacher trained alone" column times training its raw weights.
 
 Prints the command, versions and machine, then the median seconds per step of each and the median of its
 ratio to the student's in the same round (the three run in turn, so a change of load hits all alike).
@@ -60,6 +64,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed steps of each (after one warm-up step)")
     ap.add_argument("--size", type=int, default=320)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--teacher", help="a facedet checkpoint to teach (default: a fresh yolov4_csp_s)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print_header()
@@ -70,8 +75,17 @@ def main() -> None:
     box = torch.tensor([[100.0, 100.0, 122.0, 124.0], [200.0, 40.0, 214.0, 56.0]])
     targets = [{"boxes": box, "labels": torch.zeros(2, dtype=torch.int64), "ignore": torch.zeros(2, dtype=bool),
                 "landmarks": torch.full((2, 5, 2), float("nan"))} for _ in range(args.batch)]
-    student, teacher = _model("yolov4_nano", args.size), _model("yolov4_csp_s", args.size)
-    frozen = copy.deepcopy(teacher)  # the distillation's teacher: eval mode, frozen (the other one trains)
+    student = _model("yolov4_nano", args.size)
+    if args.teacher:
+        from facedet.engine.distill import load_teacher
+        from facedet.inference import load_detector
+
+        frozen = load_teacher(args.teacher)
+        teacher = load_detector(args.teacher, use_ema=False)[0]
+        teacher.requires_grad_(True)
+    else:
+        teacher = _model("yolov4_csp_s", args.size)
+        frozen = copy.deepcopy(teacher)  # the distillation's teacher: eval mode, frozen (the other one trains)
     distilled = copy.deepcopy(student)
     distilled.loss_fn = DistillLoss(base=distilled.loss_fn, teacher=frozen, teacher_decoder=frozen.head.decoding())
     steppers = {"student": _stepper(student, images, targets),
