@@ -5,7 +5,7 @@ CPU threads. The data loading, evaluation and EMA of a real epoch are not timed,
 upper bound on the change of a whole epoch's time.
 
     python bench/distill_speed.py --threads 1 --steps 5
-    python bench/distill_speed.py --teacher runs/facemask-tuned/checkpoints/last.pt   # a trained teacher
+    python bench/distill_speed.py --teacher runs/facemask-tuned/<run>/checkpoints/last.pt   # a trained teacher
 
 With ``--teacher`` the teacher is that facedet checkpoint (its EMA weights, as ``distill.teacher`` loads
 it) and the "teacher trained alone" column times training its raw weights.
